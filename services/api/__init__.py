@@ -1,0 +1,1 @@
+"""SalesPulse api."""

@@ -1,0 +1,1 @@
+"""Contracts other systems rely on: event schemas (schemas/), routing to topics, topic specs."""

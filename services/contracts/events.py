@@ -1,0 +1,132 @@
+"""CloudEvents in, domain events out: validation against schemas/ and routing to topics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any
+
+import fastjsonschema
+import orjson
+
+from salespulse.contracts.schemas import event_type_schemas, validator
+from salespulse.domain.events import EVENT_CLASSES, Envelope, OrderLine
+from salespulse.domain.money import to_decimal
+
+MAX_EVENT_BYTES = 256 * 1024
+
+
+class InvalidEvent(ValueError):
+    """The event cannot be accepted; the message says why, for the sender to fix it."""
+
+
+@dataclass(frozen=True)
+class Route:
+    topic: str
+    key_field: str
+
+
+ROUTES: dict[str, Route] = {
+    "call.started": Route("sales.calls", "call_id"),
+    "call.answered": Route("sales.calls", "call_id"),
+    "call.ended": Route("sales.calls", "call_id"),
+    "deal.changed": Route("sales.deals", "deal_id"),
+    "order.placed": Route("sales.orders", "order_id"),
+    "order.cancelled": Route("sales.orders", "order_id"),
+}
+SOURCE_TOPICS: tuple[str, ...] = tuple(sorted({r.topic for r in ROUTES.values()}))
+
+_MONEY_FIELDS = {"amount", "unit_price", "unit_cost", "quantity"}
+
+
+def _explain(exc: fastjsonschema.JsonSchemaValueException) -> str:
+    """The validator's message, reworded where its wording would puzzle a sender."""
+    message = exc.message
+    name = exc.name.rsplit(".", 1)[-1]
+    if "must match pattern" in message and (name.endswith("_at") or name == "time"):
+        return message.split(" must ")[0] + " must be an RFC 3339 date-time with a UTC offset, e.g. 2026-11-22T09:14:03+01:00"
+    if "exactly by one definition" in message and name in _MONEY_FIELDS:
+        return message.split(" must ")[0] + " must be a non-negative amount: a number, or a decimal string such as \"1234.50\""
+    return message
+
+
+def _check(schema: str, doc: Any, where: str) -> None:
+    try:
+        validator(schema)(doc)
+    except fastjsonschema.JsonSchemaValueException as exc:
+        message = _explain(exc)
+        path = where + message[len("data"):] if message.startswith("data") else f"{where}: {message}"
+        raise InvalidEvent(path) from None
+    except fastjsonschema.JsonSchemaException as exc:
+        raise InvalidEvent(f"{where}: {exc}") from None
+
+
+def _convert(name: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if name.endswith("_at"):
+        return datetime.fromisoformat(value.replace("z", "Z"))
+    if name in _MONEY_FIELDS:
+        return to_decimal(value)
+    return value
+
+
+def _build(cls: type, data: dict[str, Any]):
+    kwargs = {}
+    for f in fields(cls):
+        if f.name not in data:
+            continue
+        if f.name == "lines":
+            kwargs["lines"] = tuple(
+                OrderLine(**{k: _convert(k, line[k]) for k in ("product", "quantity", "unit_price", "unit_cost")})
+                for line in data["lines"]
+            )
+        else:
+            kwargs[f.name] = _convert(f.name, data[f.name])
+    return cls(**kwargs)
+
+
+def parse_event(doc: Any) -> Envelope:
+    """Validate a decoded CloudEvent and build its typed domain event."""
+    if not isinstance(doc, dict):
+        raise InvalidEvent(f"an event must be a JSON object, got {type(doc).__name__}")
+    _check("cloudevent.json", doc, "event")
+    event_type = doc["type"]
+    cls = EVENT_CLASSES.get(event_type)
+    if cls is None:
+        raise InvalidEvent(f"unknown event type {event_type!r}; known: {', '.join(sorted(EVENT_CLASSES))}")
+    _check(f"{event_type}.json", doc["data"], "event.data")
+    data = doc["data"]
+    try:
+        payload = _build(cls, data)
+    except (ValueError, ArithmeticError) as exc:  # e.g. a date-time the pattern let through
+        raise InvalidEvent(f"event.data: {exc}") from None
+    when = doc.get("time")
+    return Envelope(
+        id=doc["id"], source=doc["source"], type=event_type,
+        time=datetime.fromisoformat(when.replace("z", "Z")) if when else None, data=payload,
+    )
+
+
+def decode_event(raw: bytes | None) -> Envelope:
+    """Parse and validate one message value from a sales.* topic."""
+    if raw is None:
+        raise InvalidEvent("empty message (null value)")
+    if len(raw) > MAX_EVENT_BYTES:
+        raise InvalidEvent(f"event of {len(raw)} bytes is over the {MAX_EVENT_BYTES}-byte limit")
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidEvent(f"not valid JSON: {exc}") from None
+    return parse_event(doc)
+
+
+def route_of(envelope: Envelope) -> tuple[str, str]:
+    """(topic, key) an event is produced to: its entity id keys it, so one entity stays in order."""
+    route = ROUTES[envelope.type]
+    return route.topic, getattr(envelope.data, route.key_field)
+
+
+def known_event_types() -> set[str]:
+    return set(event_type_schemas())
+

@@ -1,0 +1,60 @@
+"""Kafka topics of DESIGN.md with explicit partitions, replication and retention; created at start."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from salespulse.contracts.events import SOURCE_TOPICS
+from salespulse.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DEADLETTER = "sales.deadletter"
+KPI_UPDATES = "kpi.updates"
+KPI_TARGETS = "kpi.targets"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    replication: int
+    config: dict[str, str] = field(default_factory=dict)
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    p, r = settings.topic_partitions, settings.topic_replication_factor
+    keep_forever = {"retention.ms": "-1", "cleanup.policy": "delete"}  # replayable history
+    compacted = {"cleanup.policy": "compact"}
+    specs = [TopicSpec(name, p, r, keep_forever) for name in SOURCE_TOPICS]
+    specs += [
+        TopicSpec(DEADLETTER, p, r, keep_forever),
+        TopicSpec(KPI_UPDATES, p, r, compacted),  # latest value per kpi/by/key/period
+        TopicSpec(KPI_TARGETS, 1, r, compacted),
+    ]
+    return specs
+
+
+async def ensure_topics(settings: Settings) -> None:
+    """Create any missing topic; an existing one is left as it is."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [s for s in topic_specs(settings) if s.name not in existing]
+        if not missing:
+            return
+        try:
+            await admin.create_topics([
+                NewTopic(s.name, num_partitions=s.partitions, replication_factor=s.replication,
+                         topic_configs=s.config) for s in missing
+            ])
+        except TopicAlreadyExistsError:  # a concurrent starter created them first
+            pass
+        log.info("created topics %s", ", ".join(s.name for s in missing))
+    finally:
+        await admin.close()

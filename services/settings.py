@@ -1,0 +1,61 @@
+"""Settings shared by every service, read from environment variables.
+
+Each variable is documented in the README's configuration table; the defaults run the
+single-machine stack started by `make run`.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
+
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+
+    business_timezone: str = "Europe/Paris"
+    reporting_currency: str = "EUR"
+    # Exchange rates into the reporting currency, e.g. {"USD": "0.92"}: 1 USD = 0.92 EUR.
+    fx_rates: Annotated[dict[str, Decimal], NoDecode] = Field(default_factory=dict)
+
+    topic_partitions: int = Field(default=6, ge=1, le=1024)
+    topic_replication_factor: int = Field(default=1, ge=1, le=16)
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    processor_metrics_port: int = 9102
+    processor_batch_size: int = Field(default=1000, ge=1)
+    processor_batch_seconds: float = Field(default=0.05, gt=0)
+
+    data_dir: Path = REPO_ROOT / "var"
+
+    @field_validator("fx_rates", mode="before")
+    @classmethod
+    def _parse_fx_rates(cls, raw: object) -> object:
+        if isinstance(raw, str):
+            import json
+
+            raw = json.loads(raw) if raw.strip() else {}
+        if isinstance(raw, dict):
+            return {str(k).upper(): Decimal(str(v)) for k, v in raw.items()}
+        return raw
+
+    @field_validator("reporting_currency")
+    @classmethod
+    def _upper(cls, value: str) -> str:
+        return value.upper()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
