@@ -39,22 +39,35 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     return specs
 
 
+class TopicMismatch(RuntimeError):
+    """An existing topic does not have the partitions the processor's state is laid out for."""
+
+
 async def ensure_topics(settings: Settings) -> None:
-    """Create any missing topic; an existing one is left as it is."""
+    """Create any missing topic and check that the source topics have TOPIC_PARTITIONS.
+
+    The processor's table is co-partitioned with the source topics, so a source topic with
+    another partition count is refused with a clear message rather than half-processed.
+    """
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         missing = [s for s in topic_specs(settings) if s.name not in existing]
-        if not missing:
-            return
-        try:
-            await admin.create_topics([
-                NewTopic(s.name, num_partitions=s.partitions, replication_factor=s.replication,
-                         topic_configs=s.config) for s in missing
-            ])
-        except TopicAlreadyExistsError:  # a concurrent starter created them first
-            pass
-        log.info("created topics %s", ", ".join(s.name for s in missing))
+        if missing:
+            try:
+                await admin.create_topics([
+                    NewTopic(s.name, num_partitions=s.partitions, replication_factor=s.replication,
+                             topic_configs=s.config) for s in missing
+                ])
+            except TopicAlreadyExistsError:  # a concurrent starter created them first
+                pass
+            log.info("created topics %s", ", ".join(s.name for s in missing))
+        for description in await admin.describe_topics(list(SOURCE_TOPICS)):
+            count = len(description["partitions"])
+            if count != settings.topic_partitions:
+                raise TopicMismatch(
+                    f"topic {description['topic']} has {count} partitions but TOPIC_PARTITIONS is "
+                    f"{settings.topic_partitions}; set TOPIC_PARTITIONS={count} or repartition the topic")
     finally:
         await admin.close()

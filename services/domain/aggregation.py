@@ -5,6 +5,7 @@ one source partition, whose number starts its key:
 
     "{partition}|e|{topic}|{entity_id}"                         entity state
     "{partition}|m|{topic}|{period}|{start}|{dim}|{key}"        partial measures
+    "{partition}|d|{topic}"                                     last dead-lettered offset
 
 and each row keeps `o`, the source offset it last applied. Replaying events after a crash
 (Kafka redelivers from the last committed offset) therefore changes nothing that was already
@@ -56,6 +57,10 @@ def entity_key(partition: int, topic: str, entity_id: str) -> str:
 
 def measure_key(partition: int, topic: str, row: RowKey) -> str:
     return f"{partition}|m|{topic}|{row.period}|{row.start}|{row.dim}|{row.key}"
+
+
+def deadletter_key(partition: int, topic: str) -> str:
+    return f"{partition}|d|{topic}"
 
 
 def key_partition(store_key: str) -> int:

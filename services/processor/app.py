@@ -1,0 +1,241 @@
+"""The Faust application: sales.* events -> partition-owned state -> Redis and kpi.updates.
+
+One agent reads every source topic in batches (`take_events`) at concurrency 1, so Faust
+never commits an offset past an event still in flight. The domain's Aggregator turns a batch
+into row updates; the agent only decodes, routes, writes the table and publishes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import faust
+import orjson
+from redis.exceptions import RedisError
+
+from salespulse.contracts.events import ROUTES, SOURCE_TOPICS, InvalidEvent, decode_event
+from salespulse.contracts.topics import DEADLETTER, KPI_UPDATES
+from salespulse.domain.aggregation import (
+    Aggregator,
+    RowKey,
+    SourceEvent,
+    deadletter_key,
+    parse_measure_key,
+)
+from salespulse.domain.kpis import KPIS_BY_SOURCE
+from salespulse.domain.money import CurrencyConverter
+from salespulse.domain.periods import SNAPSHOT
+from salespulse.domain.targets import TargetBook
+from salespulse.domain.valuation import value_row
+from salespulse.processor import metrics
+from salespulse.processor.table import SourcePartitionedTable
+from salespulse.readmodel import ReadModel
+from salespulse.settings import Settings
+
+log = logging.getLogger(__name__)
+
+TARGETS_CACHE_SECONDS = 1.0
+RESYNC_INTERVAL_SECONDS = 2.0
+
+
+def kpi_update(kpi, row: RowKey, value, as_of: float | None) -> tuple[bytes, bytes]:
+    key = f"{kpi.id}/{row.dim}/{row.key}/{row.period}/{row.start or 'now'}"
+
+    def num(x):
+        return None if x is None else float(x)
+
+    doc = {
+        "kpi": kpi.id, "by": row.dim, "key": row.key, "period": row.period,
+        "period_start": row.start or None, "unit": kpi.unit,
+        "value": num(value.value), "target": num(value.target), "attainment": num(value.attainment),
+        "pace": num(value.pace), "level": value.level,
+        "as_of": datetime.fromtimestamp(as_of or time.time(), timezone.utc).isoformat(),
+    }
+    return key.encode(), orjson.dumps(doc)
+
+
+class Processor:
+    """What the agent does with a batch; holds no Faust-specific logic beyond the table."""
+
+    def __init__(self, app: faust.App, settings: Settings, table, deadletter, updates,
+                 readmodel: ReadModel) -> None:
+        self.app = app
+        self.settings = settings
+        self.tz = ZoneInfo(settings.business_timezone)
+        self.aggregator = Aggregator(self.tz, CurrencyConverter(settings.reporting_currency, settings.fx_rates))
+        self.table = table
+        self.deadletter = deadletter
+        self.updates = updates
+        self.readmodel = readmodel
+        self.dirty: set[str] = set()  # source partitions whose Redis rows may be stale
+        self.publish_lock = asyncio.Lock()
+        self._book: TargetBook | None = None
+        self._book_read_at = 0.0
+
+    async def dead_letter(self, message, reason: str) -> None:
+        """Send the original bytes with the reason; once per source offset, even on replay."""
+        key = deadletter_key(message.partition, message.topic)
+        done = self.table.get(key)
+        if done is not None and message.offset <= done["o"]:
+            return
+        headers = [
+            ("salespulse.reason", reason.encode()),
+            ("salespulse.source.topic", message.topic.encode()),
+            ("salespulse.source.partition", str(message.partition).encode()),
+            ("salespulse.source.offset", str(message.offset).encode()),
+        ]
+        await self.deadletter.send(key=message.key, value=message.value, headers=headers)
+        self.table[key] = {"o": message.offset}
+        metrics.EVENTS.labels(message.topic, "deadlettered").inc()
+        log.warning("dead-lettered %s[%s]@%s: %s", message.topic, message.partition, message.offset, reason)
+
+    async def handle(self, events: Iterable[Any]) -> None:
+        started = time.perf_counter()
+        messages: dict[tuple[str, int, int], Any] = {}
+        valid: list[SourceEvent] = []
+        for event in events:
+            message = event.message
+            try:
+                envelope = decode_event(message.value)
+                route = ROUTES[envelope.type]
+                if route.topic != message.topic:
+                    raise InvalidEvent(f"{envelope.type} belongs on {route.topic}, not {message.topic}")
+            except InvalidEvent as exc:
+                await self.dead_letter(message, str(exc))
+                continue
+            messages[(message.topic, message.partition, message.offset)] = message
+            valid.append(SourceEvent(message.topic, message.partition, message.offset, envelope))
+
+        result = self.aggregator.apply(self.table, valid)
+        # Measure rows first, then entity rows: one changelog partition keeps them in order.
+        for key, row in result.measures.items():
+            self.table[key] = row
+        for key, row in result.entities.items():
+            self.table[key] = row
+        for event, reason in result.rejected:
+            await self.dead_letter(messages[(event.topic, event.partition, event.offset)], reason)
+        self._count(valid, result)
+        metrics.BATCH_SIZE.observe(len(messages) + len(result.rejected))
+        await self.publish(result.measures)
+        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+
+    @staticmethod
+    def _count(valid: list[SourceEvent], result) -> None:
+        if not valid:
+            return
+        topic = valid[0].topic if len({e.topic for e in valid}) == 1 else None
+        for outcome in ("applied", "duplicate", "stale", "replayed"):
+            n = getattr(result, outcome if outcome != "duplicate" else "duplicates")
+            if n and topic is not None:
+                metrics.EVENTS.labels(topic, outcome).inc(n)
+            elif n:  # a mixed batch: attribute per event type is not tracked, keep totals right
+                metrics.EVENTS.labels("mixed", outcome).inc(n)
+
+    async def target_book(self) -> TargetBook:
+        now = time.monotonic()
+        if self._book is None or now - self._book_read_at > TARGETS_CACHE_SECONDS:
+            self._book = await self.readmodel.target_book()
+            self._book_read_at = now
+        return self._book
+
+    async def publish(self, measure_rows: dict[str, dict]) -> None:
+        """Copy changed partial rows to Redis, then emit the merged KPI values they affect."""
+        if not measure_rows:
+            return
+        rows, touched = [], {}
+        for key, row in measure_rows.items():
+            partition, topic, row_key = parse_measure_key(key)
+            rows.append((topic, partition, row_key, row["m"]))
+            touched.setdefault(row_key, set()).add(topic)
+        async with self.publish_lock:
+            try:
+                await self.readmodel.write_rows(rows)
+                merged = await self.readmodel.read_rows(touched)
+                book = await self.target_book()
+            except (RedisError, OSError) as exc:
+                self.dirty.update(f"{topic}/{partition}" for topic, partition, _, _ in rows)
+                metrics.READ_MODEL_FAILURES.inc()
+                log.warning("Redis unavailable (%s); %d rows will be copied when it is back", exc, len(rows))
+                return
+        now = datetime.now(timezone.utc)
+        for row_key, topics in touched.items():
+            measures = merged[row_key]
+            for topic in topics:
+                for kpi in KPIS_BY_SOURCE[topic]:
+                    if kpi.snapshot != (row_key.period == SNAPSHOT) or row_key.dim not in kpi.dimensions:
+                        continue
+                    value = value_row(kpi, row_key, measures, book, now, self.tz)
+                    key, doc = kpi_update(kpi, row_key, value, measures.as_of)
+                    await self.updates.send(key=key, value=doc)
+                    metrics.KPI_UPDATES.inc()
+
+    def active_sources(self) -> set[str]:
+        partitions = {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic in SOURCE_TOPICS}
+        return {f"{topic}/{p}" for topic in SOURCE_TOPICS for p in partitions}
+
+    async def resync(self) -> None:
+        """Copy all rows of owned partitions that Redis lacks (it restarted empty) or missed."""
+        sources = self.active_sources()
+        if not sources:
+            return
+        async with self.publish_lock:
+            try:
+                todo = (sources - await self.readmodel.synced_partitions()) | (self.dirty & sources)
+                if not todo:
+                    return
+                rows = []
+                for key, row in list(self.table.items()):
+                    parsed = parse_measure_key(key)
+                    if parsed and f"{parsed[1]}/{parsed[0]}" in todo:
+                        rows.append((parsed[1], parsed[0], parsed[2], row["m"]))
+                for i in range(0, len(rows), 5000):
+                    await self.readmodel.write_rows(rows[i:i + 5000])
+                await self.readmodel.mark_synced(todo)
+            except (RedisError, OSError) as exc:
+                log.warning("Redis still unavailable (%s); will retry", exc)
+                return
+            self.dirty -= todo
+            log.info("copied %d rows of %d partitions to Redis", len(rows), len(todo))
+
+
+def create_app(settings: Settings) -> faust.App:
+    brokers = ";".join(f"kafka://{h.strip()}" for h in settings.kafka_bootstrap_servers.split(","))
+    app = faust.App(
+        settings.processor_app_id,
+        broker=brokers,
+        store="memory://",
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replication_factor,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=1.0,
+        producer_acks=-1,
+        web_enabled=False,
+        datadir=str(settings.data_dir / "processor"),
+    )
+    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+    sources = app.topic(*SOURCE_TOPICS, partitions=settings.topic_partitions, **raw)
+    deadletter = app.topic(DEADLETTER, **raw)
+    updates = app.topic(KPI_UPDATES, **raw)
+    table = app.tables.add(SourcePartitionedTable(  # what app.Table() does, with our class
+        app, name="state", beacon=app.tables.beacon, partitions=settings.topic_partitions,
+        schema=faust.Schema(key_serializer="json", value_serializer="json"),
+    ))
+    processor = Processor(app, settings, table, deadletter, updates, ReadModel.from_url(settings.redis_url))
+    app.processor = processor
+
+    @app.agent(sources, concurrency=1, name="aggregate")
+    async def aggregate(stream):
+        async for events in stream.take_events(settings.processor_batch_size, settings.processor_batch_seconds):
+            await processor.handle(events)
+
+    @app.timer(RESYNC_INTERVAL_SECONDS)
+    async def keep_read_model_complete() -> None:
+        await processor.resync()
+
+    return app

@@ -1,0 +1,26 @@
+"""Prometheus metrics of the stream processor, served on PROCESSOR_METRICS_PORT."""
+
+from prometheus_client import Counter, Histogram
+
+EVENTS = Counter(
+    "salespulse_processor_events_total",
+    "Events read from the sales.* topics, by outcome.",
+    ["topic", "outcome"],
+)
+for _topic in ("sales.calls", "sales.deals", "sales.orders"):
+    for _outcome in ("applied", "duplicate", "stale", "replayed", "deadlettered"):
+        EVENTS.labels(_topic, _outcome)
+
+BATCH_SIZE = Histogram(
+    "salespulse_processor_batch_events", "Events per processed batch.",
+    buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000),
+)
+BATCH_SECONDS = Histogram(
+    "salespulse_processor_batch_seconds", "Time to apply a batch and publish its rows.",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+READ_MODEL_FAILURES = Counter(
+    "salespulse_processor_read_model_failures_total",
+    "Redis writes that failed; the rows are copied again once Redis answers.",
+)
+KPI_UPDATES = Counter("salespulse_processor_kpi_updates_total", "Messages produced to kpi.updates.")

@@ -1,0 +1,113 @@
+"""The Redis read model: the one module that talks to Redis, for the processor and the API.
+
+Layout (prefix `sp:`):
+- `sp:m:{period}:{start}:{dim}:{key}`  hash, one field per source partition
+  (`sales.orders/3`) holding that partition's partial measures `{"m": {...}, "t": epoch}`.
+  The processor writes whole partial rows (idempotent); readers sum them.
+- `sp:k:{period}:{start}:{dim}`        set of the dimension values with a row in that bucket.
+- `sp:targets`                          hash, field kpi/by/key/period -> target document.
+- `sp:synced`                           hash, source partition -> time its rows were last
+  copied in full; a missing field (Redis restarted empty) makes its owner copy them again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+
+from salespulse.domain.aggregation import RowKey, merge_measures
+from salespulse.domain.targets import TargetBook, TargetId
+
+PREFIX = "sp:"
+TARGETS = PREFIX + "targets"
+SYNCED = PREFIX + "synced"
+
+
+def row_hash(row: RowKey) -> str:
+    return f"{PREFIX}m:{row.period}:{row.start}:{row.dim}:{row.key}"
+
+
+def keys_set(period: str, start: str, dim: str) -> str:
+    return f"{PREFIX}k:{period}:{start}:{dim}"
+
+
+class MergedRow(dict):
+    """Merged measures of one row, with `as_of`: when its newest part was written."""
+
+    as_of: float | None = None
+
+
+def _merge(parts: Mapping[bytes, bytes]) -> MergedRow:
+    docs = [orjson.loads(v) for v in parts.values()]
+    merged = MergedRow(merge_measures(d["m"] for d in docs))
+    merged.as_of = max((d["t"] for d in docs), default=None)
+    return merged
+
+
+class ReadModel:
+    def __init__(self, client: aioredis.Redis) -> None:
+        self.redis = client
+
+    @classmethod
+    def from_url(cls, url: str) -> "ReadModel":
+        return cls(aioredis.from_url(url, socket_timeout=5, socket_connect_timeout=3))
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+    async def ping(self) -> bool:
+        return bool(await self.redis.ping())
+
+    # --- written by the processor -----------------------------------------------------
+
+    async def write_rows(self, rows: Iterable[tuple[str, int, RowKey, Mapping[str, int]]]) -> None:
+        """Store whole partial rows: (source topic, partition, row, measures)."""
+        now = time.time()
+        pipe = self.redis.pipeline(transaction=False)
+        for topic, partition, row, measures in rows:
+            pipe.hset(row_hash(row), f"{topic}/{partition}", orjson.dumps({"m": measures, "t": now}))
+            pipe.sadd(keys_set(row.period, row.start, row.dim), row.key)
+        await pipe.execute()
+
+    async def synced_partitions(self) -> set[str]:
+        return {k.decode() for k in await self.redis.hkeys(SYNCED)}
+
+    async def mark_synced(self, sources: Iterable[str]) -> None:
+        mapping = {s: str(time.time()) for s in sources}
+        if mapping:
+            await self.redis.hset(SYNCED, mapping=mapping)
+
+    # --- read by the API and the processor --------------------------------------------
+
+    async def read_rows(self, rows: Iterable[RowKey]) -> dict[RowKey, MergedRow]:
+        rows = list(rows)
+        pipe = self.redis.pipeline(transaction=False)
+        for row in rows:
+            pipe.hgetall(row_hash(row))
+        results = await pipe.execute()
+        return {row: _merge(parts) for row, parts in zip(rows, results)}
+
+    async def read_dimension(self, period: str, start: str, dim: str) -> dict[str, MergedRow]:
+        """Merged measures of every value of `dim` in one bucket."""
+        keys = sorted(k.decode() for k in await self.redis.smembers(keys_set(period, start, dim)))
+        merged = await self.read_rows(RowKey(period, start, dim, k) for k in keys)
+        return {row.key: m for row, m in merged.items()}
+
+    # --- targets ----------------------------------------------------------------------
+
+    async def put_target(self, tid: TargetId, doc: Mapping[str, Any]) -> None:
+        await self.redis.hset(TARGETS, tid.encode(), orjson.dumps(doc))
+
+    async def delete_target(self, tid: TargetId) -> bool:
+        return bool(await self.redis.hdel(TARGETS, tid.encode()))
+
+    async def target_docs(self) -> dict[TargetId, dict[str, Any]]:
+        raw = await self.redis.hgetall(TARGETS)
+        return {TargetId.decode(k.decode()): orjson.loads(v) for k, v in raw.items()}
+
+    async def target_book(self) -> TargetBook:
+        return TargetBook(await self.target_docs())
