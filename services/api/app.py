@@ -1,0 +1,110 @@
+"""The SalesPulse HTTP API: KPI reads, leaderboards, targets, ingest, metrics, health.
+
+    python -m salespulse.api              # or: uvicorn salespulse.api.app:app
+
+Serves on API_HOST:API_PORT (127.0.0.1:8000). Reads come from Redis (written by the
+processor); ingest and targets go to Kafka. The OpenAPI document is at /docs and /openapi.json.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from contextlib import asynccontextmanager, suppress
+from zoneinfo import ZoneInfo
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from prometheus_client import make_asgi_app
+
+from salespulse.api.errors import install_error_handlers
+from salespulse.api.kafka import new_producer, replay_targets
+from salespulse.api.metrics import REQUESTS
+from salespulse.api.reading import Readings
+from salespulse.api.routes import events, health, kpis, targets
+from salespulse.contracts.topics import ensure_topics
+from salespulse.readmodel import ReadModel
+from salespulse.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+API_PREFIX = "/api/v1"
+
+
+async def connect_kafka(app: FastAPI) -> None:
+    """Create topics, start the producer, load targets; retried until Kafka answers."""
+    state = app.state
+    delay = 0.5
+    while True:
+        try:
+            await ensure_topics(state.settings)
+            if not state.kafka_connected.is_set():
+                await state.producer.start()
+                state.kafka_connected.set()
+            copied = await replay_targets(state.settings.kafka_bootstrap_servers, state.readmodel)
+            state.targets_loaded.set()
+            log.info("connected to Kafka; %d target records loaded", copied)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - keep trying; /readyz reports the state
+            log.warning("Kafka or Redis not ready (%s); retrying in %.1fs", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        state = app.state
+        state.settings = settings
+        state.readmodel = ReadModel.from_url(settings.redis_url)
+        state.readings = Readings(state.readmodel, ZoneInfo(settings.business_timezone))
+        state.producer = new_producer(settings.kafka_bootstrap_servers)
+        state.kafka_connected = asyncio.Event()
+        state.targets_loaded = asyncio.Event()
+        connecting = asyncio.create_task(connect_kafka(app))
+        try:
+            yield
+        finally:
+            connecting.cancel()
+            with suppress(asyncio.CancelledError):
+                await connecting
+            if state.kafka_connected.is_set():
+                await state.producer.stop()
+            await state.readmodel.close()
+
+    app = FastAPI(
+        title="SalesPulse API",
+        version="1.0.0",
+        description="Live sales KPIs: values per dimension and period, leaderboards, targets, ingest.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(kpis.router, prefix=API_PREFIX)
+    app.include_router(targets.router, prefix=API_PREFIX)
+    app.include_router(events.router, prefix=API_PREFIX)
+    app.include_router(health.router, prefix=API_PREFIX)
+    app.include_router(health.router)  # /healthz and /readyz at the root too, for probes
+    app.mount("/metrics", make_asgi_app())
+
+    @app.middleware("http")
+    async def observe_latency(request: Request, call_next):
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        template = getattr(route, "path", None) or ("/metrics" if request.url.path.startswith("/metrics") else "other")
+        REQUESTS.labels(template, request.method, f"{response.status_code // 100}xx").observe(
+            time.perf_counter() - started)
+        return response
+
+    return app
+
+
+def __getattr__(name: str):
+    # `uvicorn salespulse.api.app:app` builds the app on first access, not at import.
+    if name == "app":
+        return create_app()
+    raise AttributeError(name)

@@ -1,0 +1,60 @@
+"""The API's Kafka side: producing ingested events and targets, replaying kpi.targets."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from salespulse.contracts.topics import KPI_TARGETS
+from salespulse.domain.targets import TargetId
+from salespulse.readmodel import ReadModel
+
+log = logging.getLogger(__name__)
+
+
+def new_producer(bootstrap_servers: str) -> AIOKafkaProducer:
+    # acks=all + idempotence: a 2xx answer means the event is durably in Kafka, once.
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap_servers, acks="all", enable_idempotence=True,
+        linger_ms=2, request_timeout_ms=15000,
+    )
+
+
+async def kafka_answers(producer: AIOKafkaProducer, timeout: float = 3.0) -> bool:
+    try:
+        await asyncio.wait_for(producer.client.fetch_all_metadata(), timeout)
+        return True
+    except Exception:  # noqa: BLE001 - any failure means "not ready"
+        return False
+
+
+async def replay_targets(bootstrap_servers: str, readmodel: ReadModel) -> int:
+    """Copy the compacted kpi.targets topic into Redis (it is the durable copy of targets)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False,
+                                auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        await consumer.topics()  # fetch metadata: partitions_for_topic is None until then
+        partitions = [TopicPartition(KPI_TARGETS, p) for p in consumer.partitions_for_topic(KPI_TARGETS) or ()]
+        if not partitions:
+            return 0
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        end = await consumer.end_offsets(partitions)
+        copied = 0
+        while any(await consumer.position(tp) < end[tp] for tp in partitions):
+            batches = await consumer.getmany(timeout_ms=1000)
+            for records in batches.values():
+                for record in records:
+                    tid = TargetId.decode(record.key.decode())
+                    if record.value is None:
+                        await readmodel.delete_target(tid)
+                    else:
+                        await readmodel.put_target(tid, orjson.loads(record.value))
+                    copied += 1
+        return copied
+    finally:
+        await consumer.stop()

@@ -1,0 +1,104 @@
+"""Request and response models: they make the OpenAPI document complete."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+Period = Literal["day", "week", "month", "quarter", "year"]
+Level = Literal["anticipation", "balance", "alert"]
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    details: list[Any] | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+ERRORS = {status: {"model": ErrorResponse} for status in (400, 404, 422, 503)}
+
+
+class KpiInfo(BaseModel):
+    id: str
+    name: str
+    unit: Literal["count", "currency", "ratio", "seconds"]
+    currency: str | None
+    direction: Literal["up", "down"]
+    description: str
+    dimensions: list[str]
+    periods: list[str]
+    cumulative: bool
+
+
+class KpiValueOut(BaseModel):
+    key: str
+    value: float | None
+    target: float | None = None
+    attainment: float | None = None
+    pace: float | None = Field(None, description="Where the value should be by now to meet the target.")
+    level: Level | None = None
+
+
+class KpiReading(BaseModel):
+    kpi: str
+    by: str
+    period: str = Field(description="The period asked for, or `now` for state KPIs such as pipeline_value.")
+    period_start: date | None
+    unit: str
+    as_of: datetime | None = Field(description="When the newest measure behind these values was written.")
+    values: list[KpiValueOut]
+
+
+class LeaderboardEntry(KpiValueOut):
+    rank: int
+
+
+class Leaderboard(BaseModel):
+    kpi: str
+    by: str
+    period: str
+    period_start: date | None
+    unit: str
+    as_of: datetime | None
+    entries: list[LeaderboardEntry]
+
+
+class TargetIn(BaseModel):
+    target: float = Field(ge=0, le=1e15, allow_inf_nan=False, description="The objective, in the KPI's unit.")
+    alert_at: float | None = Field(
+        None, gt=0, le=1000, allow_inf_nan=False,
+        description="Share of pace where anticipation turns to alert (default 0.8 for up-is-good KPIs, 1.2 for down).")
+
+
+class TargetOut(BaseModel):
+    kpi: str
+    by: str
+    key: str
+    period: str
+    target: float
+    alert_at: float | None
+    updated_at: datetime
+
+
+class AcceptedEvent(BaseModel):
+    id: str
+    type: str
+    topic: str
+    partition: int
+    offset: int
+
+
+class IngestResult(BaseModel):
+    accepted: int
+    events: list[AcceptedEvent]
+
+
+class Health(BaseModel):
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, str] = {}

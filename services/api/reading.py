@@ -1,0 +1,78 @@
+"""KPI readings and leaderboards: read-model rows valued by the domain's KPI math."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from salespulse.api.errors import ApiError
+from salespulse.domain.kpis import CATALOG, Kpi, KpiValue
+from salespulse.domain.periods import PERIODS, SNAPSHOT, period_start
+from salespulse.domain.valuation import kpi_row_for, value_row
+from salespulse.readmodel import ReadModel
+
+
+def find_kpi(kpi_id: str) -> Kpi:
+    kpi = CATALOG.get(kpi_id)
+    if kpi is None:
+        raise ApiError(404, "unknown_kpi", f"no KPI {kpi_id!r}; GET /api/v1/kpis lists them")
+    return kpi
+
+
+def check_dimension(kpi: Kpi, by: str) -> None:
+    if by not in kpi.dimensions:
+        raise ApiError(422, "unsupported_dimension",
+                       f"{kpi.id} is kept by {', '.join(kpi.dimensions)}, not by {by!r}")
+
+
+def _num(x) -> float | None:
+    return None if x is None else float(x)
+
+
+def _value_out(key: str, v: KpiValue) -> dict[str, Any]:
+    return {"key": key, "value": _num(v.value), "target": _num(v.target), "attainment": _num(v.attainment),
+            "pace": _num(v.pace), "level": v.level}
+
+
+class Readings:
+    def __init__(self, readmodel: ReadModel, tz: ZoneInfo) -> None:
+        self.readmodel = readmodel
+        self.tz = tz
+
+    def today(self) -> date:
+        return datetime.now(self.tz).date()
+
+    async def reading(self, kpi_id: str, by: str, period: str, at: date | None) -> dict[str, Any]:
+        kpi = find_kpi(kpi_id)
+        check_dimension(kpi, by)
+        if period not in PERIODS:
+            raise ApiError(422, "invalid_period", f"period must be one of {', '.join(PERIODS)}")
+        start = period_start(period, at or self.today())
+        row = kpi_row_for(kpi, period, start, by, "all")
+        rows = await self.readmodel.read_dimension(row.period, row.start, by)
+        if by == "all" and "all" not in rows:
+            rows["all"] = {}  # nothing happened yet: counts are 0, ratios undefined
+        book = await self.readmodel.target_book()
+        now = datetime.now(timezone.utc)
+        values = [
+            _value_out(key, value_row(kpi, row._replace(key=key), measures, book, now, self.tz))
+            for key, measures in sorted(rows.items())
+        ]
+        stamps = [m.as_of for m in rows.values() if getattr(m, "as_of", None)]
+        return {
+            "kpi": kpi.id, "by": by,
+            "period": SNAPSHOT if kpi.snapshot else period,
+            "period_start": None if kpi.snapshot else start,
+            "unit": kpi.unit,
+            "as_of": datetime.fromtimestamp(max(stamps), timezone.utc) if stamps else None,
+            "values": values,
+        }
+
+    async def leaderboard(self, kpi_id: str, by: str, period: str, at: date | None, limit: int) -> dict[str, Any]:
+        reading = await self.reading(kpi_id, by, period, at)
+        kpi = CATALOG[kpi_id]
+        ranked = [v for v in reading["values"] if v["value"] is not None]
+        ranked.sort(key=lambda v: (-v["value"] if kpi.direction == "up" else v["value"], v["key"]))
+        entries = [{"rank": i + 1, **v} for i, v in enumerate(ranked[:limit])]
+        return {k: reading[k] for k in ("kpi", "by", "period", "period_start", "unit", "as_of")} | {"entries": entries}

@@ -1,0 +1,75 @@
+"""Ingest: CloudEvents over HTTP, validated against schemas/, produced to their sales.* topic."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+import orjson
+from aiokafka.errors import KafkaError
+from fastapi import APIRouter, Body
+
+from salespulse.api.dependencies import ProducerDep
+from salespulse.api.errors import ApiError
+from salespulse.api.metrics import INGESTED
+from salespulse.api.models import ERRORS, IngestResult
+from salespulse.contracts.events import InvalidEvent, parse_event, route_of
+
+router = APIRouter(prefix="/events", tags=["ingest"], responses=ERRORS)
+
+MAX_BATCH = 1000
+
+EXAMPLE = {
+    "specversion": "1.0", "id": "evt-0001", "source": "pbx/paris-1", "type": "call.ended",
+    "time": "2026-11-22T09:14:03+01:00", "datacontenttype": "application/json",
+    "data": {"call_id": "c-1", "rep_id": "rep-7", "direction": "outbound", "status": "answered",
+             "started_at": "2026-11-22T09:10:00+01:00", "answered_at": "2026-11-22T09:10:09+01:00",
+             "ended_at": "2026-11-22T09:14:03+01:00"},
+}
+
+EventsBody = Annotated[
+    dict[str, Any] | list[dict[str, Any]],
+    Body(description=f"One CloudEvent, or a JSON array of up to {MAX_BATCH}.", examples=[EXAMPLE]),
+]
+
+
+@router.post("", status_code=202, response_model=IngestResult)
+async def create_events(body: EventsBody, producer: ProducerDep) -> dict:
+    """Validate every event; if all are valid produce them and answer once Kafka has them.
+
+    A batch is all or nothing: one invalid event rejects the batch with each event's reason,
+    so a sender never has to work out which part went through.
+    """
+    docs = body if isinstance(body, list) else [body]
+    if not docs:
+        raise ApiError(422, "empty_batch", "the batch holds no event")
+    if len(docs) > MAX_BATCH:
+        raise ApiError(413, "batch_too_large", f"{len(docs)} events; at most {MAX_BATCH} per request")
+    envelopes, problems = [], []
+    for index, doc in enumerate(docs):
+        try:
+            envelopes.append(parse_event(doc))
+        except InvalidEvent as exc:
+            problems.append({"index": index, "id": doc.get("id") if isinstance(doc, dict) else None,
+                             "reason": str(exc)})
+    if problems:
+        INGESTED.labels("rejected").inc(len(docs))
+        message = (problems[0]["reason"] if len(docs) == 1 else
+                   f"{len(problems)} of {len(docs)} events are invalid; none was accepted")
+        raise ApiError(422, "invalid_event", message, problems)
+    try:
+        sends = []
+        for doc, envelope in zip(docs, envelopes):
+            topic, key = route_of(envelope)
+            sends.append(await producer.send(topic, orjson.dumps(doc), key=key.encode()))
+        metadata = await asyncio.gather(*sends)
+    except KafkaError as exc:
+        INGESTED.labels("failed").inc(len(docs))
+        raise ApiError(503, "kafka_unavailable",
+                       f"Kafka did not take the events ({exc.__class__.__name__}); retry: "
+                       "re-sending the same event ids is safe") from None
+    INGESTED.labels("accepted").inc(len(docs))
+    return {"accepted": len(docs), "events": [
+        {"id": e.id, "type": e.type, "topic": m.topic, "partition": m.partition, "offset": m.offset}
+        for e, m in zip(envelopes, metadata)
+    ]}

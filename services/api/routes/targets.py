@@ -1,0 +1,73 @@
+"""Targets per KPI, dimension value and period; kept durably in the compacted kpi.targets topic."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Path, Response
+
+from salespulse.api.dependencies import ProducerDep, ReadModelDep
+from salespulse.api.errors import ApiError
+from salespulse.api.models import ERRORS, TargetIn, TargetOut
+from salespulse.api.reading import check_dimension, find_kpi
+from salespulse.contracts.topics import KPI_TARGETS
+from salespulse.domain.periods import parse_period
+from salespulse.domain.targets import ANY_KEY, TargetId
+
+router = APIRouter(prefix="/targets", tags=["targets"], responses=ERRORS)
+
+PeriodPath = Annotated[str, Path(
+    description="`month` sets the target of every month; `2026-11` (or 2026-11-22, 2026-W47, "
+                "2026-Q4, 2026) sets one bucket's, which wins over the every-bucket target.",
+    max_length=20)]
+KeyPath = Annotated[str, Path(description=f"A dimension value, or `{ANY_KEY}` for every value.", max_length=200)]
+
+
+def _target_id(kpi: str, by: str, key: str, period: str) -> TargetId:
+    definition = find_kpi(kpi)
+    check_dimension(definition, by)
+    if definition.snapshot:
+        if period != "now":
+            raise ApiError(422, "invalid_period", f"{kpi} is a state KPI: its target period is `now`")
+    else:
+        try:
+            parse_period(period)
+        except ValueError as exc:
+            raise ApiError(422, "invalid_period", str(exc)) from None
+    if by == "all" and key not in ("all", ANY_KEY):
+        raise ApiError(422, "invalid_key", "the `all` dimension has one value: all")
+    return TargetId(kpi, by, key, period)
+
+
+def _out(tid: TargetId, doc: dict) -> dict:
+    return {"kpi": tid.kpi, "by": tid.by, "key": tid.key, "period": tid.period, **doc}
+
+
+@router.get("", response_model=list[TargetOut])
+async def read_targets(readmodel: ReadModelDep) -> list[dict]:
+    docs = await readmodel.target_docs()
+    return [_out(tid, doc) for tid, doc in sorted(docs.items(), key=lambda item: item[0].encode())]
+
+
+@router.put("/{kpi}/{by}/{key}/{period}", response_model=TargetOut)
+async def update_target(kpi: str, by: str, key: KeyPath, period: PeriodPath, body: TargetIn,
+                        producer: ProducerDep, readmodel: ReadModelDep) -> dict:
+    tid = _target_id(kpi, by, key, period)
+    doc = {"target": body.target, "alert_at": body.alert_at,
+           "updated_at": datetime.now(timezone.utc).isoformat()}
+    await producer.send_and_wait(KPI_TARGETS, orjson.dumps(doc), key=tid.encode().encode())
+    await readmodel.put_target(tid, doc)
+    return _out(tid, doc)
+
+
+@router.delete("/{kpi}/{by}/{key}/{period}", status_code=204, response_class=Response)
+async def delete_target(kpi: str, by: str, key: KeyPath, period: PeriodPath,
+                        producer: ProducerDep, readmodel: ReadModelDep) -> Response:
+    tid = _target_id(kpi, by, key, period)
+    if tid not in await readmodel.target_docs():
+        raise ApiError(404, "unknown_target", f"no target {tid.encode()}")
+    await producer.send_and_wait(KPI_TARGETS, None, key=tid.encode().encode())  # tombstone
+    await readmodel.delete_target(tid)
+    return Response(status_code=204)
