@@ -43,7 +43,7 @@ def _explain(exc: fastjsonschema.JsonSchemaValueException) -> str:
     """The validator's message, reworded where its wording would puzzle a sender."""
     message = exc.message
     name = exc.name.rsplit(".", 1)[-1]
-    if "must match pattern" in message and (name.endswith("_at") or name == "time"):
+    if ("must match pattern" in message or "must be date-time" in message) and (name.endswith("_at") or name == "time"):
         return message.split(" must ")[0] + " must be an RFC 3339 date-time with a UTC offset, e.g. 2026-11-22T09:14:03+01:00"
     if "exactly by one definition" in message and name in _MONEY_FIELDS:
         return message.split(" must ")[0] + " must be a non-negative amount: a number, or a decimal string such as \"1234.50\""

@@ -1,1 +1,1 @@
-"""SalesPulse simulator."""
+"""A realistic event generator: reps in teams and regions, calls, deals, orders."""

@@ -1,0 +1,94 @@
+"""Hypothesis strategies for consistent event logs: calls, deals and orders as they happen."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+from hypothesis import strategies as st
+
+from salespulse.domain.events import (
+    CallAnswered,
+    CallEnded,
+    CallStarted,
+    DealChanged,
+    Envelope,
+    OrderCancelled,
+    OrderLine,
+    OrderPlaced,
+)
+
+EPOCH = datetime(2026, 1, 1, tzinfo=timezone.utc)
+REPS = ["rep-1", "rep-2", "rep-3"]
+
+moments = st.integers(min_value=0, max_value=400 * 24 * 3600).map(lambda s: EPOCH + timedelta(seconds=s))
+money = st.integers(min_value=0, max_value=10**9).map(lambda c: Decimal(c) / 100)
+
+
+def envelope(event_id: str, event_type: str, data) -> Envelope:
+    return Envelope(event_id, "test", event_type, None, data)
+
+
+@st.composite
+def call_events(draw, n: int) -> list[Envelope]:
+    call_id, rep = f"call-{n}", draw(st.sampled_from(REPS))
+    direction = draw(st.sampled_from(["inbound", "outbound"]))
+    started = draw(moments)
+    answered = draw(st.booleans())
+    answered_at = started + timedelta(seconds=draw(st.integers(1, 60))) if answered else None
+    ended_at = (answered_at or started) + timedelta(seconds=draw(st.integers(1, 3600)))
+    status = "answered" if answered else draw(st.sampled_from(["missed", "busy", "failed", "voicemail"]))
+    out = [envelope(f"{call_id}-s", "call.started", CallStarted(call_id, rep, direction, started))]
+    if answered:
+        out.append(envelope(f"{call_id}-a", "call.answered",
+                            CallAnswered(call_id, rep, direction, started, answered_at)))
+    if draw(st.booleans()) or not answered:
+        out.append(envelope(f"{call_id}-e", "call.ended",
+                            CallEnded(call_id, rep, direction, status, started, ended_at, answered_at)))
+    return out
+
+
+@st.composite
+def deal_events(draw, n: int) -> list[Envelope]:
+    deal_id = f"deal-{n}"
+    created = draw(moments)
+    stages = draw(st.lists(st.sampled_from(["lead", "qualified", "proposal", "negotiation", "won", "lost"]),
+                           min_size=1, max_size=5))
+    out, at = [], created
+    for i, stage in enumerate(stages):
+        at = at + timedelta(seconds=draw(st.integers(1, 86400 * 20)))
+        probability = draw(st.none() | st.floats(0, 1).map(lambda p: round(p, 4)))
+        out.append(envelope(f"{deal_id}-{i}", "deal.changed", DealChanged(
+            deal_id, draw(st.sampled_from(REPS)), stage, draw(money), "EUR", created, at,
+            probability=probability, closed_at=at if stage in ("won", "lost") else None)))
+    return out
+
+
+@st.composite
+def order_events(draw, n: int) -> list[Envelope]:
+    order_id = f"order-{n}"
+    placed = draw(moments)
+    lines = tuple(
+        OrderLine(f"p{draw(st.integers(1, 4))}", Decimal(draw(st.integers(1, 20))), draw(money), draw(money))
+        for _ in range(draw(st.integers(1, 3)))
+    )
+    out = [envelope(f"{order_id}-p", "order.placed",
+                    OrderPlaced(order_id, "cust-1", draw(st.sampled_from(REPS)), placed, "EUR", lines))]
+    if draw(st.booleans()):
+        cancelled = placed + timedelta(seconds=draw(st.integers(1, 86400 * 60)))
+        out.append(envelope(f"{order_id}-c", "order.cancelled", OrderCancelled(order_id, cancelled)))
+    return out
+
+
+TOPIC_OF = {"call": "sales.calls", "deal": "sales.deals", "order": "sales.orders"}
+
+
+@st.composite
+def event_logs(draw, max_entities: int = 12) -> list[tuple[str, Envelope]]:
+    """(topic, envelope) for a few entities, in one arbitrary arrival order."""
+    kinds = draw(st.lists(st.sampled_from(["call", "deal", "order"]), min_size=0, max_size=max_entities))
+    events = []
+    for n, kind in enumerate(kinds):
+        strategy = {"call": call_events, "deal": deal_events, "order": order_events}[kind]
+        events += [(TOPIC_OF[kind], e) for e in draw(strategy(n))]
+    return draw(st.permutations(events))
