@@ -49,6 +49,7 @@ async def connect_kafka(app: FastAPI) -> None:
             raise
         except Exception as exc:  # noqa: BLE001 - keep trying; /readyz reports the state
             log.warning("Kafka or Redis not ready (%s); retrying in %.1fs", exc, delay)
+            log.debug("connect failure", exc_info=True)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
 

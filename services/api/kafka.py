@@ -8,7 +8,7 @@ import logging
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from salespulse.contracts.topics import KPI_TARGETS
+from salespulse.contracts.topics import KPI_TARGETS, partitions_of
 from salespulse.domain.targets import TargetId
 from salespulse.readmodel import ReadModel
 
@@ -33,19 +33,18 @@ async def kafka_answers(producer: AIOKafkaProducer, timeout: float = 3.0) -> boo
 
 async def replay_targets(bootstrap_servers: str, readmodel: ReadModel) -> int:
     """Copy the compacted kpi.targets topic into Redis (it is the durable copy of targets)."""
+    partitions = [TopicPartition(KPI_TARGETS, p) for p in await partitions_of(bootstrap_servers, KPI_TARGETS)]
+    if not partitions:
+        raise RuntimeError(f"topic {KPI_TARGETS} does not exist")
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False,
                                 auto_offset_reset="earliest")
     await consumer.start()
     try:
-        await consumer.topics()  # fetch metadata: partitions_for_topic is None until then
-        partitions = [TopicPartition(KPI_TARGETS, p) for p in consumer.partitions_for_topic(KPI_TARGETS) or ()]
-        if not partitions:
-            return 0
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         end = await consumer.end_offsets(partitions)
         copied = 0
-        while any(await consumer.position(tp) < end[tp] for tp in partitions):
+        while [tp for tp in partitions if await consumer.position(tp) < end[tp]]:
             batches = await consumer.getmany(timeout_ms=1000)
             for records in batches.values():
                 for record in records:

@@ -39,6 +39,17 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     return specs
 
 
+async def partitions_of(bootstrap_servers: str, topic: str) -> list[int]:
+    """The partition numbers of a topic, asked of the cluster (empty if it does not exist)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        (description,) = await admin.describe_topics([topic])
+        return sorted(p["partition"] for p in description["partitions"])
+    finally:
+        await admin.close()
+
+
 class TopicMismatch(RuntimeError):
     """An existing topic does not have the partitions the processor's state is laid out for."""
 

@@ -1,0 +1,1 @@
+"""Shared test configuration: integration fixtures live in tests/integration/conftest.py."""

@@ -1,0 +1,196 @@
+"""Real Kafka and Redis for the integration tests, and the real processor and API on them.
+
+Where the servers come from, in order: KAFKA_BOOTSTRAP_SERVERS / REDIS_URL; testcontainers
+when a Docker engine answers; otherwise the project's local launcher (Kafka from the Maven
+Central jars, redis-server). With CI=true a test that cannot get its servers fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from salespulse.contracts.topics import partitions_of
+from salespulse.devstack import LocalKafka, LocalRedis, free_port
+from salespulse.settings import Settings
+
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "tests/integration/" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+def unavailable(reason: str) -> None:
+    if IN_CI:
+        pytest.fail(f"integration servers unavailable in CI: {reason}")
+    pytest.skip(reason)
+
+
+def docker_engine_answers() -> bool:
+    try:
+        import docker
+
+        docker.from_env(timeout=3).ping()
+        return True
+    except Exception:  # noqa: BLE001 - no engine, no socket, no permission: all "no"
+        return False
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory) -> str:
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        yield os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+        return
+    if docker_engine_answers():
+        from testcontainers.kafka import KafkaContainer
+
+        with KafkaContainer("apache/kafka:4.1.1").with_kraft() as kafka:
+            yield kafka.get_bootstrap_server()
+        return
+    kafka = LocalKafka(tmp_path_factory.mktemp("kafka"), port=free_port(), controller_port=free_port())
+    try:
+        kafka.start()
+    except Exception as exc:  # noqa: BLE001
+        unavailable(f"could not start the local Kafka broker: {exc}")
+    yield kafka.bootstrap_servers
+    kafka.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory) -> str:
+    if os.environ.get("REDIS_URL"):
+        yield os.environ["REDIS_URL"]
+        return
+    if docker_engine_answers():
+        from testcontainers.redis import RedisContainer
+
+        with RedisContainer("redis:7") as redis:
+            yield f"redis://{redis.get_container_host_ip()}:{redis.get_exposed_port(6379)}/0"
+        return
+    redis = LocalRedis(tmp_path_factory.mktemp("redis"), port=free_port())
+    try:
+        redis.start()
+    except Exception as exc:  # noqa: BLE001
+        unavailable(f"could not start the local redis-server: {exc}")
+    yield redis.url
+    redis.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(kafka_bootstrap, redis_url, tmp_path_factory) -> Settings:
+    return Settings(kafka_bootstrap_servers=kafka_bootstrap, redis_url=redis_url,
+                    data_dir=tmp_path_factory.mktemp("data"), processor_metrics_port=free_port(),
+                    processor_app_id=f"salespulse-test-{uuid.uuid4().hex[:8]}")
+
+
+def processor_env(settings: Settings) -> dict[str, str]:
+    return {**os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers, "REDIS_URL": settings.redis_url,
+            "DATA_DIR": str(settings.data_dir), "PROCESSOR_APP_ID": settings.processor_app_id,
+            "PROCESSOR_METRICS_PORT": str(settings.processor_metrics_port)}
+
+
+@pytest.fixture(scope="session")
+def processor(settings):
+    """The real stream processor, as a separate process (python -m salespulse.processor)."""
+    log_path = Path(settings.data_dir) / "processor.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "salespulse.processor"], env=processor_env(settings),
+                                stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while b"[^Worker]: Ready" not in log_path.read_bytes():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"processor did not start:\n{log_path.read_text()[-4000:]}")
+        time.sleep(0.3)
+    yield proc
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="session")
+async def api(settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The real FastAPI app (lifespan included) behind an in-process HTTP client."""
+    from salespulse.api.app import create_app
+
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as client:
+            await eventually(lambda: _ready(client), timeout=60)
+            yield client
+
+
+async def _ready(client: httpx.AsyncClient) -> None:
+    response = await client.get("/readyz")
+    assert response.status_code == 200, response.text
+
+
+@pytest.fixture(scope="session")
+async def producer(kafka_bootstrap, api) -> AsyncIterator[AIOKafkaProducer]:
+    """A plain Kafka producer: events reach the processor without the project's ingest."""
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    await producer.start()
+    yield producer
+    await producer.stop()
+
+
+async def eventually(check: Callable[[], Awaitable[None]], timeout: float = 30.0, interval: float = 0.2):
+    """Retry an async assertion until it passes or `timeout` runs out (then raise its error)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            return await check()
+        except AssertionError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+        await asyncio.sleep(interval)
+
+
+async def consume(bootstrap: str, topic: str, predicate, timeout: float = 30.0) -> list:
+    """Records of `topic` (from the beginning) for which predicate(record) holds, once any does."""
+    partitions = [TopicPartition(topic, p) for p in await partitions_of(bootstrap, topic)]
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        found, deadline = [], asyncio.get_running_loop().time() + timeout
+        while asyncio.get_running_loop().time() < deadline:
+            batches = await consumer.getmany(timeout_ms=500)
+            found += [r for records in batches.values() for r in records if predicate(r)]
+            if found and not batches:
+                return found
+        return found
+    finally:
+        await consumer.stop()
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def cloudevent(event_type: str, data: dict, event_id: str | None = None) -> dict:
+    return {"specversion": "1.0", "id": event_id or unique("evt"), "source": "tests", "type": event_type,
+            "datacontenttype": "application/json", "data": data}
+
+
+async def send(producer: AIOKafkaProducer, topic: str, key: str, event: dict | bytes) -> None:
+    value = event if isinstance(event, bytes) else orjson.dumps(event)
+    await producer.send_and_wait(topic, value, key=key.encode())
