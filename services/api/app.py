@@ -15,8 +15,8 @@ from contextlib import asynccontextmanager, suppress
 from zoneinfo import ZoneInfo
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
-from prometheus_client import make_asgi_app
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from salespulse.api.errors import install_error_handlers
 from salespulse.api.kafka import new_producer, replay_targets
@@ -89,14 +89,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(events.router, prefix=API_PREFIX)
     app.include_router(health.router, prefix=API_PREFIX)
     app.include_router(health.router)  # /healthz and /readyz at the root too, for probes
-    app.mount("/metrics", make_asgi_app())
+
+    @app.get("/metrics", include_in_schema=False)
+    async def read_metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     @app.middleware("http")
     async def observe_latency(request: Request, call_next):
         started = time.perf_counter()
         response = await call_next(request)
         route = request.scope.get("route")
-        template = getattr(route, "path", None) or ("/metrics" if request.url.path.startswith("/metrics") else "other")
+        template = getattr(route, "path", None) or "unmatched"
         REQUESTS.labels(template, request.method, f"{response.status_code // 100}xx").observe(
             time.perf_counter() - started)
         return response

@@ -74,5 +74,9 @@ class Readings:
         kpi = CATALOG[kpi_id]
         ranked = [v for v in reading["values"] if v["value"] is not None]
         ranked.sort(key=lambda v: (-v["value"] if kpi.direction == "up" else v["value"], v["key"]))
-        entries = [{"rank": i + 1, **v} for i, v in enumerate(ranked[:limit])]
+        entries, rank = [], 0
+        for i, v in enumerate(ranked[:limit]):
+            if i == 0 or v["value"] != ranked[i - 1]["value"]:
+                rank = i + 1  # ties share a rank: 1, 2, 2, 4
+            entries.append({"rank": rank, **v})
         return {k: reading[k] for k in ("kpi", "by", "period", "period_start", "unit", "as_of")} | {"entries": entries}

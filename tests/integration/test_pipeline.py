@@ -138,15 +138,16 @@ async def test_an_event_near_midnight_is_bucketed_in_the_business_time_zone(api,
 
 async def test_the_company_total_sums_every_rep(api, producer):
     year_day = "2019-07-15"  # a day no other test uses: `all` is shared by every test
-    reps = [unique("rep"), unique("rep")]
-    for i, rep in enumerate(reps):
+    reps = sorted(unique("rep") for _ in range(3))
+    for quantity, rep in zip([1, 2, 2], reps):
         o = unique("ord")
         await send(producer, "sales.orders", o, order(o, rep, f"{year_day}T12:00:00+02:00",
-                                                      [("crm-seat", i + 1, "10.10", "1")]))
-    await expect(api, "all", year_day, {"revenue": Decimal("30.30"), "orders": 2}, by="all")
+                                                      [("crm-seat", quantity, "10.10", "1")]))
+    await expect(api, "all", year_day, {"revenue": Decimal("50.50"), "orders": 3}, by="all")
     await expect(api, reps[1], year_day, {"revenue": Decimal("20.20")})
     board = await api.get("/api/v1/leaderboards/revenue", params={"period": "day", "at": year_day})
-    assert [(e["rank"], e["key"]) for e in board.json()["entries"]] == [(1, reps[1]), (2, reps[0])]
+    # Ties share a rank; the next one skips: 1, 1, 3.
+    assert [(e["rank"], e["key"]) for e in board.json()["entries"]] == [(1, reps[1]), (1, reps[2]), (3, reps[0])]
 
 
 async def test_invalid_events_go_to_the_deadletter_topic_with_their_reason(api, producer, kafka_bootstrap):

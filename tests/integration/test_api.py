@@ -1,0 +1,83 @@
+"""The HTTP contract: catalog, errors, targets validation, OpenAPI, health and metrics."""
+
+from __future__ import annotations
+
+import pytest
+
+ISSUE_KPIS = {
+    "calls_outbound", "calls_inbound", "calls_missed", "answer_rate", "talk_time", "pipeline_value",
+    "weighted_pipeline", "open_deals", "deals_won", "deals_lost", "win_rate", "average_won_deal_size",
+    "revenue", "orders", "average_order_value", "gross_margin", "margin_rate", "revenue_attainment",
+}
+
+
+async def test_the_catalog_describes_every_kpi(api):
+    catalog = {k["id"]: k for k in (await api.get("/api/v1/kpis")).json()}
+    assert ISSUE_KPIS <= set(catalog)
+    assert catalog["revenue"]["unit"] == "currency" and catalog["revenue"]["currency"] == "EUR"
+    assert catalog["calls_missed"]["direction"] == "down"
+    assert catalog["pipeline_value"]["periods"] == ["now"]
+    assert all(k["description"] and k["dimensions"] == ["all", "rep"] for k in catalog.values())
+
+
+async def test_an_empty_company_total_is_zero_not_missing(api):
+    body = (await api.get("/api/v1/kpis/orders", params={"period": "year", "at": "1999-05-05"})).json()
+    assert body["period_start"] == "1999-01-01" and body["as_of"] is None
+    assert body["values"] == [{"key": "all", "value": 0.0, "target": None, "attainment": None, "pace": None, "level": None}]
+
+
+@pytest.mark.parametrize("url, status, code", [
+    ("/api/v1/kpis/nope", 404, "unknown_kpi"),
+    ("/api/v1/kpis/revenue?by=galaxy", 422, "unsupported_dimension"),
+    ("/api/v1/kpis/revenue?period=decade", 422, "invalid_request"),
+    ("/api/v1/kpis/revenue?at=2026-02-30", 422, "invalid_request"),
+    ("/api/v1/leaderboards/revenue?limit=0", 422, "invalid_request"),
+    ("/api/v1/nothing-here", 404, "not_found"),
+])
+async def test_errors_are_json_with_a_code_and_a_message(api, url, status, code):
+    response = await api.get(url)
+    assert response.status_code == status
+    error = response.json()["error"]
+    assert error["code"] == code and error["message"]
+
+
+@pytest.mark.parametrize("path, body, code", [
+    ("/api/v1/targets/revenue/rep/rep-1/decade", {"target": 1}, "invalid_period"),
+    ("/api/v1/targets/revenue/rep/rep-1/2026-13", {"target": 1}, "invalid_period"),
+    ("/api/v1/targets/pipeline_value/rep/rep-1/month", {"target": 1}, "invalid_period"),
+    ("/api/v1/targets/revenue/all/rep-1/month", {"target": 1}, "invalid_key"),
+    ("/api/v1/targets/revenue/rep/rep-1/month", {"target": -5}, "invalid_request"),
+    ("/api/v1/targets/revenue/rep/rep-1/month", {"target": "lots"}, "invalid_request"),
+    ("/api/v1/targets/nope/rep/rep-1/month", {"target": 1}, "unknown_kpi"),
+])
+async def test_bad_targets_are_refused(api, path, body, code):
+    response = await api.put(path, json=body)
+    assert response.status_code in (404, 422)
+    assert response.json()["error"]["code"] == code
+
+
+async def test_a_target_can_be_set_listed_and_deleted(api):
+    path = "/api/v1/targets/win_rate/rep/*/2031-Q2"
+    response = await api.put(path, json={"target": 0.3, "alert_at": 0.5})
+    assert response.status_code == 200
+    listed = [t for t in (await api.get("/api/v1/targets")).json() if t["period"] == "2031-Q2"]
+    assert [(t["kpi"], t["key"], t["target"], t["alert_at"]) for t in listed] == [("win_rate", "*", 0.3, 0.5)]
+    assert (await api.delete(path)).status_code == 204
+    assert (await api.delete(path)).status_code == 404
+
+
+async def test_the_openapi_document_covers_every_route(api):
+    spec = (await api.get("/openapi.json")).json()
+    assert {"/api/v1/kpis", "/api/v1/kpis/{kpi}", "/api/v1/leaderboards/{kpi}", "/api/v1/targets",
+            "/api/v1/targets/{kpi}/{by}/{key}/{period}", "/api/v1/events", "/healthz", "/readyz"} <= set(spec["paths"])
+    assert "422" in spec["paths"]["/api/v1/events"]["post"]["responses"]
+
+
+async def test_health_readiness_and_metrics(api):
+    assert (await api.get("/healthz")).json() == {"status": "ok", "checks": {}}
+    ready = (await api.get("/api/v1/readyz")).json()
+    assert ready == {"status": "ok", "checks": {"kafka": "ok", "redis": "ok", "targets": "ok"}}
+    response = await api.get("/metrics")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+    metrics = response.text
+    assert "salespulse_ingest_events_total" in metrics and "salespulse_http_request_seconds" in metrics

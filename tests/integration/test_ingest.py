@@ -1,0 +1,82 @@
+"""POST /api/v1/events: valid events land in their Kafka topic; invalid ones get a clear 4xx."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from tests.integration.conftest import cloudevent, consume, eventually, unique
+
+
+def ended_call(rep: str, call_id: str, **overrides) -> dict:
+    data = {"call_id": call_id, "rep_id": rep, "direction": "inbound", "status": "answered",
+            "started_at": "2025-11-03T09:00:00+01:00", "answered_at": "2025-11-03T09:00:04+01:00",
+            "ended_at": "2025-11-03T09:03:04+01:00"}
+    return cloudevent("call.ended", {**data, **overrides})
+
+
+async def test_a_batch_is_produced_to_its_topics_keyed_by_entity(api, kafka_bootstrap):
+    rep = unique("rep")
+    order_id = unique("ord")
+    batch = [
+        ended_call(rep, unique("c")),
+        cloudevent("order.placed", {"order_id": order_id, "customer_id": "c", "rep_id": rep,
+                                    "placed_at": "2025-11-03T10:00:00+01:00", "currency": "EUR",
+                                    "lines": [{"product": "p", "quantity": 1, "unit_price": 10, "unit_cost": 1}]}),
+    ]
+    response = await api.post("/api/v1/events", json=batch)
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert body["accepted"] == 2
+    assert [(e["id"], e["topic"]) for e in body["events"]] == [
+        (batch[0]["id"], "sales.calls"), (batch[1]["id"], "sales.orders")]
+    records = await consume(kafka_bootstrap, "sales.orders", lambda r: r.key == order_id.encode())
+    assert [(r.partition, r.offset) for r in records] == [(body["events"][1]["partition"], body["events"][1]["offset"])]
+    assert orjson.loads(records[0].value) == batch[1]
+
+
+@pytest.mark.usefixtures("processor")
+async def test_an_ingested_event_reaches_the_kpis(api):
+    rep = unique("rep")
+    assert (await api.post("/api/v1/events", json=ended_call(rep, unique("c")))).status_code == 202
+
+    async def counted():
+        values = (await api.get("/api/v1/kpis/calls_inbound", params={"by": "rep", "at": "2025-11-03"})).json()["values"]
+        assert {v["key"]: v["value"] for v in values}.get(rep) == 1
+    await eventually(counted)
+
+
+async def test_one_invalid_event_rejects_the_batch_with_every_reason(api, kafka_bootstrap):
+    rep = unique("rep")
+    good = ended_call(rep, unique("c"))
+    batch = [good, ended_call(rep, "c", status="teleported"), {"not": "an event"}, ended_call(rep, "c", ended_at="yesterday")]
+    response = await api.post("/api/v1/events", json=batch)
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "invalid_event"
+    assert error["message"] == "3 of 4 events are invalid; none was accepted"
+    reasons = {d["index"]: d["reason"] for d in error["details"]}
+    assert set(reasons) == {1, 2, 3}
+    assert "status must be one of" in reasons[1]
+    assert "must contain" in reasons[2]
+    assert "ended_at must be an RFC 3339 date-time" in reasons[3]
+    nothing = await consume(kafka_bootstrap, "sales.calls", lambda r: r.value and good["id"].encode() in r.value, timeout=3)
+    assert nothing == []
+
+
+@pytest.mark.parametrize("body, status, code", [
+    (b"{truncated", 422, "invalid_request"),
+    (b"42", 422, "invalid_request"),
+    (b"[]", 422, "empty_batch"),
+])
+async def test_malformed_bodies_get_a_json_error(api, body, status, code):
+    response = await api.post("/api/v1/events", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == status
+    assert response.json()["error"]["code"] == code
+
+
+async def test_an_oversized_batch_is_refused(api):
+    event = ended_call("rep", "c")
+    response = await api.post("/api/v1/events", json=[event] * 1001)
+    assert response.status_code == 413
+    assert response.json()["error"] == {"code": "batch_too_large", "message": "1001 events; at most 1000 per request"}
