@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     processor_app_id: str = "salespulse-processor"
+    processor_metrics_host: str = "127.0.0.1"
     processor_metrics_port: int = 9102
     processor_batch_size: int = Field(default=1000, ge=1)
     processor_batch_seconds: float = Field(default=0.05, gt=0)

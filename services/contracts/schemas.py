@@ -20,7 +20,11 @@ SCHEMA_BASE = "https://schemas.salespulse.dev/"
 
 
 def schemas_dir() -> Path:
-    return Path(os.environ.get("SALESPULSE_SCHEMAS_DIR", REPO_ROOT / "schemas"))
+    """schemas/ of the checkout, or the copy a wheel installs as salespulse/schemas."""
+    if "SALESPULSE_SCHEMAS_DIR" in os.environ:
+        return Path(os.environ["SALESPULSE_SCHEMAS_DIR"])
+    installed = Path(__file__).resolve().parents[1] / "schemas"
+    return installed if installed.is_dir() else REPO_ROOT / "schemas"
 
 
 @cache

@@ -87,6 +87,8 @@ class Stack:
                 raise DevstackError(f"{name} exited with code {proc.returncode}; see {self.logs / (name + '.log')}")
 
     def stop(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C must not cut the shutdown short
+            signal.signal(sig, signal.SIG_IGN)
         for name, stop in reversed(self.stoppers):
             _say(f"stopping {name}")
             stop()
@@ -130,8 +132,13 @@ def main() -> None:
     parser.add_argument("--home", default=str(get_settings().data_dir / "devstack"),
                         help="where servers keep data and logs (default var/devstack)")
     args = parser.parse_args()
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    for sig in (signal.SIGINT, signal.SIGTERM):  # also when started where SIGINT is ignored
+        signal.signal(sig, _interrupt)
     run(args)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     (settings.data_dir / "processor").mkdir(parents=True, exist_ok=True)
     asyncio.run(ensure_topics(settings))
-    start_http_server(settings.processor_metrics_port, addr="127.0.0.1")
+    start_http_server(settings.processor_metrics_port, addr=settings.processor_metrics_host)
     app = create_app(settings)
     faust.Worker(app, loglevel="INFO", quiet=True).execute_from_commandline()
 

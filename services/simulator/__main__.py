@@ -65,6 +65,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=None, help="random seed, for a repeatable run")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if os.environ.get("SIMULATE", "1") == "0":
+        log.info("SIMULATE=0: not simulating")
+        return
     try:
         asyncio.run(run(args.rate, args.duration, args.seed))
     except KeyboardInterrupt:
