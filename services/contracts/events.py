@@ -9,7 +9,7 @@ from typing import Any
 import fastjsonschema
 import orjson
 
-from salespulse.contracts.schemas import event_type_schemas, validator
+from salespulse.contracts.schemas import validator
 from salespulse.domain.events import EVENT_CLASSES, Envelope, OrderLine
 from salespulse.domain.money import to_decimal
 
@@ -126,7 +126,4 @@ def route_of(envelope: Envelope) -> tuple[str, str]:
     route = ROUTES[envelope.type]
     return route.topic, getattr(envelope.data, route.key_field)
 
-
-def known_event_types() -> set[str]:
-    return set(event_type_schemas())
 

@@ -15,7 +15,7 @@ changelog partition, so a durable entity row implies its measure rows are durabl
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -82,11 +82,11 @@ class BatchResult:
 
     measures: dict[str, dict[str, Any]] = field(default_factory=dict)
     entities: dict[str, dict[str, Any]] = field(default_factory=dict)
-    applied: int = 0
-    duplicates: int = 0
-    stale: int = 0
-    replayed: int = 0
+    outcomes: Counter = field(default_factory=Counter)  # (topic, applied|duplicate|stale|replayed)
     rejected: list[tuple[SourceEvent, str]] = field(default_factory=list)
+
+    def count(self, outcome: str) -> int:
+        return sum(n for (_, o), n in self.outcomes.items() if o == outcome)
 
 
 def _entity_of(envelope: Envelope) -> tuple[str, str]:
@@ -158,20 +158,16 @@ class Aggregator:
                 last_offset = stored["o"] if stored else -1
                 old = entities.state_from_json(stored["s"]) if stored else None
             if event.offset <= last_offset:
-                result.replayed += 1
+                result.outcomes[event.topic, "replayed"] += 1
                 continue
             try:
                 new, outcome = self.transition(kind, old, env.id, env.data)
             except ValueError as exc:  # e.g. a currency with no exchange rate
                 result.rejected.append((event, str(exc)))
                 continue
-            if outcome == entities.DUPLICATE:
-                result.duplicates += 1
+            result.outcomes[event.topic, outcome] += 1
+            if outcome != entities.APPLIED:
                 continue
-            if outcome == entities.STALE:
-                result.stale += 1
-                continue
-            result.applied += 1
             deltas: dict[RowKey, dict[str, int]] = defaultdict(dict)
             self.rows(self.contributions(kind, old), -1, deltas)
             self.rows(self.contributions(kind, new), +1, deltas)

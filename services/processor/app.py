@@ -120,22 +120,11 @@ class Processor:
             self.table[key] = row
         for event, reason in result.rejected:
             await self.dead_letter(messages[(event.topic, event.partition, event.offset)], reason)
-        self._count(valid, result)
+        for (topic, outcome), n in result.outcomes.items():
+            metrics.EVENTS.labels(topic, outcome).inc(n)
         metrics.BATCH_SIZE.observe(len(messages) + len(result.rejected))
         await self.publish(result.measures)
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
-
-    @staticmethod
-    def _count(valid: list[SourceEvent], result) -> None:
-        if not valid:
-            return
-        topic = valid[0].topic if len({e.topic for e in valid}) == 1 else None
-        for outcome in ("applied", "duplicate", "stale", "replayed"):
-            n = getattr(result, outcome if outcome != "duplicate" else "duplicates")
-            if n and topic is not None:
-                metrics.EVENTS.labels(topic, outcome).inc(n)
-            elif n:  # a mixed batch: attribute per event type is not tracked, keep totals right
-                metrics.EVENTS.labels("mixed", outcome).inc(n)
 
     async def target_book(self) -> TargetBook:
         now = time.monotonic()

@@ -218,3 +218,28 @@ async def test_kpi_values_are_published_on_kpi_updates(api, producer, kafka_boot
     records = await consume(kafka_bootstrap, "kpi.updates", lambda r: r.key == key.encode())
     doc = orjson.loads(records[-1].value)
     assert doc["kpi"] == "revenue" and doc["value"] == 25.0 and doc["period_start"] == "2025-08-01"
+
+
+async def test_the_processor_counts_outcomes_on_its_metrics_endpoint(api, producer, settings):
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def samples() -> dict:
+        text = httpx.get(f"http://127.0.0.1:{settings.processor_metrics_port}/metrics").text
+        return {(s.labels.get("topic"), s.labels.get("outcome")): s.value
+                for family in text_string_to_metric_families(text) for s in family.samples
+                if s.name == "salespulse_processor_events_total"}
+
+    before = samples()
+    rep = unique("rep")
+    event = call("call.started", unique("c"), rep, "outbound", "2025-06-11T10:00:00+02:00")
+    await send(producer, "sales.calls", event["data"]["call_id"], event)
+    await send(producer, "sales.calls", event["data"]["call_id"], event)
+    await send(producer, "sales.orders", unique("bad"), b"[]")
+
+    async def counted():
+        after = samples()
+        for label, delta in {("sales.calls", "applied"): 1, ("sales.calls", "duplicate"): 1,
+                             ("sales.orders", "deadlettered"): 1}.items():
+            assert after[label] - before.get(label, 0) == delta, label
+    await eventually(counted)
