@@ -63,15 +63,13 @@ def kpi_update(kpi, row: RowKey, value, as_of: float | None) -> tuple[bytes, byt
 class Processor:
     """What the agent does with a batch; holds no Faust-specific logic beyond the table."""
 
-    def __init__(self, app: faust.App, settings: Settings, table, deadletter, updates,
-                 readmodel: ReadModel) -> None:
+    def __init__(self, app: faust.App, settings: Settings, table, deadletter, readmodel: ReadModel) -> None:
         self.app = app
         self.settings = settings
         self.tz = ZoneInfo(settings.business_timezone)
         self.aggregator = Aggregator(self.tz, CurrencyConverter(settings.reporting_currency, settings.fx_rates))
         self.table = table
         self.deadletter = deadletter
-        self.updates = updates
         self.readmodel = readmodel
         self.dirty: set[str] = set()  # source partitions whose Redis rows may be stale
         self.publish_lock = asyncio.Lock()
@@ -152,6 +150,9 @@ class Processor:
                 metrics.READ_MODEL_FAILURES.inc()
                 log.warning("Redis unavailable (%s); %d rows will be copied when it is back", exc, len(rows))
                 return
+        # The producer directly, not Faust's topic.send: a fraction of the cost per message, and
+        # the batch's offsets are committed only once every update is acknowledged.
+        producer, sent = self.app.producer, []
         now = datetime.now(timezone.utc)
         for row_key, topics in touched.items():
             measures = merged[row_key]
@@ -161,8 +162,9 @@ class Processor:
                         continue
                     value = value_row(kpi, row_key, measures, book, now, self.tz)
                     key, doc = kpi_update(kpi, row_key, value, measures.as_of)
-                    await self.updates.send(key=key, value=doc)
-                    metrics.KPI_UPDATES.inc()
+                    sent.append(await producer.send(KPI_UPDATES, key, doc, None, None, None))
+        await asyncio.gather(*sent)
+        metrics.KPI_UPDATES.inc(len(sent))
 
     def active_sources(self) -> set[str]:
         partitions = {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic in SOURCE_TOPICS}
@@ -210,12 +212,11 @@ def create_app(settings: Settings) -> faust.App:
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
     sources = app.topic(*SOURCE_TOPICS, partitions=settings.topic_partitions, **raw)
     deadletter = app.topic(DEADLETTER, **raw)
-    updates = app.topic(KPI_UPDATES, **raw)
     table = app.tables.add(SourcePartitionedTable(  # what app.Table() does, with our class
         app, name="state", beacon=app.tables.beacon, partitions=settings.topic_partitions,
         schema=faust.Schema(key_serializer="json", value_serializer="json"),
     ))
-    processor = Processor(app, settings, table, deadletter, updates, ReadModel.from_url(settings.redis_url))
+    processor = Processor(app, settings, table, deadletter, ReadModel.from_url(settings.redis_url))
     app.processor = processor
 
     @app.agent(sources, concurrency=1, name="aggregate")
