@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from salespulse.domain import entities
+from salespulse.domain.directory import Directory
 from salespulse.domain.events import (
     CallAnswered,
     CallEnded,
@@ -103,9 +104,10 @@ def _entity_of(envelope: Envelope) -> tuple[str, str]:
 class Aggregator:
     """Turns validated events into row updates; pure: no I/O, the store is any mapping."""
 
-    def __init__(self, tz: ZoneInfo, converter: CurrencyConverter) -> None:
+    def __init__(self, tz: ZoneInfo, converter: CurrencyConverter, directory: Directory | None = None) -> None:
         self.tz = tz
         self.converter = converter
+        self.directory = directory if directory is not None else Directory()
 
     def transition(self, kind: str, state, event_id: str, data):
         if kind == "call":
@@ -168,6 +170,7 @@ class Aggregator:
             result.outcomes[event.topic, outcome] += 1
             if outcome != entities.APPLIED:
                 continue
+            new = entities.enrich(new, self.directory)
             deltas: dict[RowKey, dict[str, int]] = defaultdict(dict)
             self.rows(self.contributions(kind, old), -1, deltas)
             self.rows(self.contributions(kind, new), +1, deltas)

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
+from salespulse.domain.directory import Directory
 from salespulse.domain.events import (
     CallAnswered,
     CallEnded,
@@ -31,6 +33,7 @@ STAGE_PROBABILITY_BP: dict[str, int] = {
 CLOSED_STAGES = frozenset({"won", "lost"})
 
 APPLIED, DUPLICATE, STALE = "applied", "duplicate", "stale"
+UNKNOWN = "unknown"  # the dimension value of an attribute the event did not carry
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,8 +49,12 @@ class Contribution:
     measures: tuple[tuple[str, int], ...]
 
 
-def rep_dims(rep_id: str) -> tuple[tuple[str, str], ...]:
-    return (("all", "all"), ("rep", rep_id))
+Dims = tuple[tuple[str, str], ...]
+
+
+def rep_dims(rep_id: str, team: str | None, region: str | None) -> Dims:
+    """The company, the rep, and the team and region the rep belonged to for this entity."""
+    return (("all", "all"), ("rep", rep_id), ("team", team or UNKNOWN), ("region", region or UNKNOWN))
 
 
 def _remember(seen: tuple[str, ...], event_id: str) -> tuple[str, ...]:
@@ -69,6 +76,8 @@ class CallState:
     status: str | None = None
     rank: int = 0  # latest lifecycle stage seen: 1 started, 2 answered, 3 ended
     seen: tuple[str, ...] = ()
+    team: str | None = None  # the rep's, when the call started (from the directory)
+    region: str | None = None
 
     @property
     def answered(self) -> bool:
@@ -120,7 +129,8 @@ def call_contributions(state: CallState | None) -> list[Contribution]:
         measures["talked_calls"] = 1
     if not measures:
         return []
-    return [Contribution(state.started_at, rep_dims(state.rep_id), tuple(measures.items()))]
+    dims = rep_dims(state.rep_id, state.team, state.region)
+    return [Contribution(state.started_at, dims, tuple(measures.items()))]
 
 
 # --- deals -------------------------------------------------------------------------------
@@ -135,6 +145,14 @@ class DealState:
     updated_at: datetime
     closed_at: datetime | None = None
     seen: tuple[str, ...] = ()
+    product: str | None = None
+    customer_id: str | None = None
+    source: str | None = None
+    lead_score: float | None = None
+    loss_reason: str | None = None
+    team: str | None = None  # the rep's when the deal last changed (from the directory)
+    region: str | None = None
+    sector: str | None = None  # the customer's
 
 
 def next_deal_state(
@@ -158,6 +176,11 @@ def next_deal_state(
         updated_at=event.updated_at,
         closed_at=event.closed_at,
         seen=_remember(state.seen if state else (), event_id),
+        product=event.product,
+        customer_id=event.customer_id,
+        source=event.source,
+        lead_score=event.lead_score,
+        loss_reason=event.loss_reason,
     )
     return new, APPLIED
 
@@ -165,7 +188,9 @@ def next_deal_state(
 def deal_contributions(state: DealState | None) -> list[Contribution]:
     if state is None:
         return []
-    dims = rep_dims(state.rep_id)
+    dims = rep_dims(state.rep_id, state.team, state.region) + (
+        ("product", state.product or UNKNOWN), ("customer", state.customer_id or UNKNOWN),
+        ("sector", state.sector or UNKNOWN), ("source", state.source or UNKNOWN))
     if state.stage not in CLOSED_STAGES:
         measures = (
             ("open_deals", 1),
@@ -182,14 +207,29 @@ def deal_contributions(state: DealState | None) -> list[Contribution]:
 # --- orders ------------------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
+class ProductLine:
+    """An order's lines of one product, in reporting-currency cents."""
+
+    product: str
+    revenue_cents: int
+    cost_cents: int
+    category: str | None = None  # from the product catalog
+
+
+@dataclass(frozen=True, slots=True)
 class OrderState:
     placed_at: datetime | None = None
     rep_id: str | None = None
     customer_id: str | None = None
-    revenue_cents: int = 0
+    revenue_cents: int = 0  # the sum of its products' revenue
     cost_cents: int = 0
     cancelled_at: datetime | None = None
     seen: tuple[str, ...] = ()
+    channel: str | None = None
+    products: tuple[ProductLine, ...] = ()
+    team: str | None = None  # the rep's when the order was placed (from the directory)
+    region: str | None = None
+    sector: str | None = None  # the customer's
 
 
 def next_order_state(
@@ -203,15 +243,16 @@ def next_order_state(
     if isinstance(event, OrderPlaced):
         if current.placed_at is not None:
             return state, DUPLICATE  # the same order placed again under another event id
-        revenue = sum((line.quantity * line.unit_price for line in event.lines), start=0)
-        cost = sum((line.quantity * line.unit_cost for line in event.lines), start=0)
+        products = product_lines(event, converter)
         new = replace(
             current,
             placed_at=event.placed_at,
             rep_id=event.rep_id,
             customer_id=event.customer_id,
-            revenue_cents=to_cents(converter.to_reporting(revenue, event.currency)),
-            cost_cents=to_cents(converter.to_reporting(cost, event.currency)),
+            channel=event.channel,
+            products=products,
+            revenue_cents=sum(p.revenue_cents for p in products),
+            cost_cents=sum(p.cost_cents for p in products),
         )
     else:
         if current.cancelled_at is not None:
@@ -220,17 +261,62 @@ def next_order_state(
     return replace(new, seen=_remember(current.seen, event_id)), APPLIED
 
 
+def product_lines(event: OrderPlaced, converter: CurrencyConverter) -> tuple[ProductLine, ...]:
+    """The order's lines summed per product, each product's amounts rounded to the cent once."""
+    revenue: dict[str, Decimal] = {}
+    cost: dict[str, Decimal] = {}
+    for line in event.lines:
+        revenue[line.product] = revenue.get(line.product, 0) + line.quantity * line.unit_price
+        cost[line.product] = cost.get(line.product, 0) + line.quantity * line.unit_cost
+    return tuple(
+        ProductLine(product, to_cents(converter.to_reporting(revenue[product], event.currency)),
+                    to_cents(converter.to_reporting(cost[product], event.currency)))
+        for product in sorted(revenue))
+
+
 def order_contributions(state: OrderState | None) -> list[Contribution]:
+    """The whole order by rep, team, region, customer, sector and channel; each product's
+    share of it by product and category (an order counts once for each product it holds)."""
     if state is None or state.placed_at is None or state.rep_id is None:
         return []
-    dims = rep_dims(state.rep_id)
-    placed = (("orders", 1), ("revenue_cents", state.revenue_cents), ("cost_cents", state.cost_cents))
-    out = [Contribution(state.placed_at, dims, placed)]
-    if state.cancelled_at is not None:
-        # A cancellation (or full return) is booked when it happens: closed periods stay closed.
-        reversed_ = tuple((name, -value) for name, value in placed) + (("orders_cancelled", 1),)
-        out.append(Contribution(state.cancelled_at, dims, reversed_))
+    order_dims = rep_dims(state.rep_id, state.team, state.region) + (
+        ("customer", state.customer_id or UNKNOWN), ("sector", state.sector or UNKNOWN),
+        ("channel", state.channel or UNKNOWN))
+    parts = [(order_dims, state.revenue_cents, state.cost_cents)]
+    parts += [((("product", p.product), ("category", p.category or UNKNOWN)), p.revenue_cents, p.cost_cents)
+              for p in state.products]
+    out = []
+    for dims, revenue, cost in parts:
+        placed = (("orders", 1), ("revenue_cents", revenue), ("cost_cents", cost))
+        out.append(Contribution(state.placed_at, dims, placed))
+        if state.cancelled_at is not None:
+            # A cancellation (or full return) is booked when it happens: closed periods stay closed.
+            reversed_ = tuple((name, -value) for name, value in placed) + (("orders_cancelled", 1),)
+            out.append(Contribution(state.cancelled_at, dims, reversed_))
     return out
+
+
+# --- reference data ----------------------------------------------------------------------
+
+def enrich(state, directory: Directory):
+    """The state with the team, region, sector and categories the directory gives it now.
+
+    Called after every applied event, so an entity's next event also corrects an attribution
+    made before its directory record arrived. The rep's team is taken at the entity's own
+    business time: when the call started, when the deal last changed, when the order was placed.
+    """
+    if isinstance(state, CallState):
+        team, region = directory.team_region(state.rep_id, state.started_at)
+        return replace(state, team=team, region=region)
+    if isinstance(state, DealState):
+        team, region = directory.team_region(state.rep_id, state.updated_at)
+        return replace(state, team=team, region=region, sector=directory.sector(state.customer_id))
+    if isinstance(state, OrderState) and state.placed_at is not None and state.rep_id is not None:
+        team, region = directory.team_region(state.rep_id, state.placed_at)
+        products = tuple(replace(p, category=directory.category(p.product)) for p in state.products)
+        return replace(state, team=team, region=region, sector=directory.sector(state.customer_id),
+                       products=products)
+    return state
 
 
 # --- storage form ------------------------------------------------------------------------
@@ -246,6 +332,8 @@ def state_to_json(state) -> dict[str, Any]:
         value = getattr(state, f.name)
         if isinstance(value, datetime):
             value = value.isoformat()
+        elif f.name == "products":
+            value = [[p.product, p.revenue_cents, p.cost_cents, p.category] for p in value]
         elif isinstance(value, tuple):
             value = list(value)
         out[f.name] = value
@@ -261,6 +349,8 @@ def state_from_json(doc: dict[str, Any]):
         value = doc[f.name]
         if value is not None and f.name.endswith("_at"):
             value = datetime.fromisoformat(value)
+        elif f.name == "products":
+            value = tuple(ProductLine(*line) for line in value)
         elif isinstance(value, list):
             value = tuple(value)
         kwargs[f.name] = value

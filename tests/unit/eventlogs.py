@@ -7,6 +7,7 @@ from decimal import Decimal
 
 from hypothesis import strategies as st
 
+from salespulse.domain.directory import Assignment, CustomerRecord, Directory, ProductRecord, RepRecord
 from salespulse.domain.events import (
     CallAnswered,
     CallEnded,
@@ -20,6 +21,18 @@ from salespulse.domain.events import (
 
 EPOCH = datetime(2026, 1, 1, tzinfo=timezone.utc)
 REPS = ["rep-1", "rep-2", "rep-3"]
+CUSTOMERS = ["cust-1", "cust-2"]
+
+
+def directory() -> Directory:
+    """rep-1 moves from team a to b 200 days in; rep-3 is not in it; so are p3, p4 and cust-2."""
+    d = Directory()
+    d.put("reps", "rep-1", RepRecord("rep-1", (Assignment("a", "north"),)).assign("b", "south", EPOCH + timedelta(days=200)).to_doc())
+    d.put("reps", "rep-2", RepRecord("rep-2", (Assignment("b", "south"),)).to_doc())
+    d.put("products", "p1", ProductRecord("p1", "hardware").to_doc())
+    d.put("products", "p2", ProductRecord("p2", "software").to_doc())
+    d.put("customers", "cust-1", CustomerRecord("cust-1", "retail").to_doc())
+    return d
 
 moments = st.integers(min_value=0, max_value=400 * 24 * 3600).map(lambda s: EPOCH + timedelta(seconds=s))
 money = st.integers(min_value=0, max_value=10**9).map(lambda c: Decimal(c) / 100)
@@ -60,7 +73,9 @@ def deal_events(draw, n: int) -> list[Envelope]:
         probability = draw(st.none() | st.floats(0, 1).map(lambda p: round(p, 4)))
         out.append(envelope(f"{deal_id}-{i}", "deal.changed", DealChanged(
             deal_id, draw(st.sampled_from(REPS)), stage, draw(money), "EUR", created, at,
-            probability=probability, closed_at=at if stage in ("won", "lost") else None)))
+            probability=probability, closed_at=at if stage in ("won", "lost") else None,
+            product=draw(st.sampled_from([None, "p1", "p2"])), customer_id=draw(st.sampled_from([None, *CUSTOMERS])),
+            source=draw(st.sampled_from([None, "web", "fair"])))))
     return out
 
 
@@ -73,7 +88,8 @@ def order_events(draw, n: int) -> list[Envelope]:
         for _ in range(draw(st.integers(1, 3)))
     )
     out = [envelope(f"{order_id}-p", "order.placed",
-                    OrderPlaced(order_id, "cust-1", draw(st.sampled_from(REPS)), placed, "EUR", lines))]
+                    OrderPlaced(order_id, draw(st.sampled_from(CUSTOMERS)), draw(st.sampled_from(REPS)), placed,
+                                "EUR", lines, draw(st.sampled_from([None, "web", "shop"]))))]
     if draw(st.booleans()):
         cancelled = placed + timedelta(seconds=draw(st.integers(1, 86400 * 60)))
         out.append(envelope(f"{order_id}-c", "order.cancelled", OrderCancelled(order_id, cancelled)))

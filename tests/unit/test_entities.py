@@ -3,12 +3,14 @@
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
+from salespulse.domain.directory import REPS, UNASSIGNED, Assignment, Directory, RepRecord
 from salespulse.domain.entities import (
     APPLIED,
     DUPLICATE,
     STALE,
     call_contributions,
     deal_contributions,
+    enrich,
     next_call_state,
     next_deal_state,
     next_order_state,
@@ -80,10 +82,53 @@ def test_a_cancellation_that_overtakes_its_order_is_applied_when_the_order_arriv
     state, _ = next_order_state(None, "c", cancelled, FX)
     assert order_contributions(state) == []
     state, _ = next_order_state(state, "p", placed, FX)
-    placed_part, cancelled_part = order_contributions(state)
+    placed_part, cancelled_part, product_placed, product_cancelled = order_contributions(state)
     assert dict(placed_part.measures) == {"orders": 1, "revenue_cents": 5997, "cost_cents": 2250}
     assert placed_part.at == T0 and cancelled_part.at == cancelled.cancelled_at
     assert dict(cancelled_part.measures) == {"orders": -1, "revenue_cents": -5997, "cost_cents": -2250, "orders_cancelled": 1}
+    assert dict(product_placed.dims)["product"] == "p"
+    assert (product_placed.measures, product_cancelled.measures) == (placed_part.measures, cancelled_part.measures)
+
+
+def test_an_order_splits_by_product_and_the_products_add_up_to_the_order():
+    lines = (OrderLine("a", Decimal("1.5"), Decimal("10.01"), Decimal(4)),  # 15.015 -> 15.02
+             OrderLine("b", Decimal(1), Decimal("0.333"), Decimal(0)),
+             OrderLine("a", Decimal(1), Decimal("0.005"), Decimal(0)))  # a: 15.02 exactly
+    state, _ = next_order_state(None, "p", OrderPlaced("o", "cust", "rep-1", T0, "EUR", lines, "web"), FX)
+    whole, *products = order_contributions(state)
+    by_product = {dict(c.dims)["product"]: dict(c.measures) for c in products}
+    assert by_product == {"a": {"orders": 1, "revenue_cents": 1502, "cost_cents": 600},
+                          "b": {"orders": 1, "revenue_cents": 33, "cost_cents": 0}}
+    assert dict(whole.measures) == {"orders": 1, "revenue_cents": 1535, "cost_cents": 600}
+    assert dict(whole.dims) == {"all": "all", "rep": "rep-1", "team": "unknown", "region": "unknown",
+                                "customer": "cust", "sector": "unknown", "channel": "web"}
+
+
+def test_a_rep_moving_team_keeps_history_where_it_was_earned():
+    directory = Directory()
+    record = RepRecord("rep-1", (Assignment("hunters", "north"),)).assign("farmers", "south", T0)
+    directory.put(REPS, "rep-1", record.to_doc())
+    before, _ = next_call_state(None, "e1", CallStarted("c1", "rep-1", "outbound", T0 - timedelta(seconds=1)))
+    after, _ = next_call_state(None, "e2", CallStarted("c2", "rep-1", "outbound", T0))
+    assert dict(call_contributions(enrich(before, directory))[0].dims)["team"] == "hunters"
+    assert dict(call_contributions(enrich(after, directory))[0].dims)["region"] == "south"
+    # an order keeps the team of when it was placed, its cancellation included
+    placed = OrderPlaced("o", "cust", "rep-1", T0 - timedelta(days=1), "EUR",
+                         (OrderLine("p", Decimal(1), Decimal(1), Decimal(0)),))
+    order, _ = next_order_state(None, "p", placed, FX)
+    order, _ = next_order_state(order, "c", OrderCancelled("o", T0 + timedelta(days=1)), FX)
+    placed_part, cancelled_part, *_ = order_contributions(enrich(order, directory))
+    assert dict(placed_part.dims)["team"] == dict(cancelled_part.dims)["team"] == "hunters"
+
+
+def test_unknown_reps_products_and_customers_are_unassigned():
+    directory = Directory()
+    placed = OrderPlaced("o", "cust", "rep-9", T0, "EUR", (OrderLine("p", Decimal(1), Decimal(1), Decimal(0)),))
+    order = enrich(next_order_state(None, "p", placed, FX)[0], directory)
+    whole, product = order_contributions(order)
+    assert {dict(whole.dims)[d] for d in ("team", "region", "sector")} == {UNASSIGNED}
+    assert dict(product.dims)["category"] == UNASSIGNED
+    assert state_from_json(state_to_json(order)) == order
 
 
 def test_states_survive_their_storage_form():
