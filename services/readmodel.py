@@ -6,6 +6,7 @@ Layout (prefix `sp:`):
   The processor writes whole partial rows (idempotent); readers sum them.
 - `sp:k:{period}:{start}:{dim}`        set of the dimension values with a row in that bucket.
 - `sp:targets`                          hash, field kpi/by/key/period -> target document.
+- `sp:dir:{reps|products|customers}`   hash, key -> directory record (as on directory.*).
 - `sp:synced`                           hash, source partition -> time its rows were last
   copied in full; a missing field (Redis restarted empty) makes its owner copy them again.
 """
@@ -25,6 +26,7 @@ from salespulse.domain.targets import TargetBook, TargetId
 PREFIX = "sp:"
 TARGETS = PREFIX + "targets"
 SYNCED = PREFIX + "synced"
+DIRECTORY = PREFIX + "dir:"
 
 
 def row_hash(row: RowKey) -> str:
@@ -96,6 +98,22 @@ class ReadModel:
         keys = sorted(k.decode() for k in await self.redis.smembers(keys_set(period, start, dim)))
         merged = await self.read_rows(RowKey(period, start, dim, k) for k in keys)
         return {row.key: m for row, m in merged.items()}
+
+    # --- directory records (written by the API, copied from the directory.* topics) ------
+
+    async def put_record(self, kind: str, key: str, doc: Mapping[str, Any]) -> None:
+        await self.redis.hset(f"{DIRECTORY}{kind}", key, orjson.dumps(doc))
+
+    async def delete_record(self, kind: str, key: str) -> bool:
+        return bool(await self.redis.hdel(f"{DIRECTORY}{kind}", key))
+
+    async def record(self, kind: str, key: str) -> dict[str, Any] | None:
+        raw = await self.redis.hget(f"{DIRECTORY}{kind}", key)
+        return None if raw is None else orjson.loads(raw)
+
+    async def records(self, kind: str) -> dict[str, dict[str, Any]]:
+        raw = await self.redis.hgetall(f"{DIRECTORY}{kind}")
+        return {k.decode(): orjson.loads(v) for k, v in sorted(raw.items())}
 
     # --- targets ----------------------------------------------------------------------
 

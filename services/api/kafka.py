@@ -1,13 +1,15 @@
-"""The API's Kafka side: producing ingested events and targets, replaying kpi.targets."""
+"""The API's Kafka side: producing events, targets and records; replaying the compacted topics."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from salespulse.contracts.directory import DIRECTORY_TOPICS, InvalidRecord, decode_record
 from salespulse.contracts.topics import KPI_TARGETS, partitions_of
 from salespulse.domain.targets import TargetId
 from salespulse.readmodel import ReadModel
@@ -31,11 +33,12 @@ async def kafka_answers(producer: AIOKafkaProducer, timeout: float = 3.0) -> boo
         return False
 
 
-async def replay_targets(bootstrap_servers: str, readmodel: ReadModel) -> int:
-    """Copy the compacted kpi.targets topic into Redis (it is the durable copy of targets)."""
-    partitions = [TopicPartition(KPI_TARGETS, p) for p in await partitions_of(bootstrap_servers, KPI_TARGETS)]
+async def replay_compacted(bootstrap_servers: str, topic: str,
+                           apply: Callable[[bytes, bytes | None], Awaitable[None]]) -> int:
+    """Read a compacted topic from the start to its current end; `apply(key, value)` each record."""
+    partitions = [TopicPartition(topic, p) for p in await partitions_of(bootstrap_servers, topic)]
     if not partitions:
-        raise RuntimeError(f"topic {KPI_TARGETS} does not exist")
+        raise RuntimeError(f"topic {topic} does not exist")
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False,
                                 auto_offset_reset="earliest")
     await consumer.start()
@@ -48,12 +51,41 @@ async def replay_targets(bootstrap_servers: str, readmodel: ReadModel) -> int:
             batches = await consumer.getmany(timeout_ms=1000)
             for records in batches.values():
                 for record in records:
-                    tid = TargetId.decode(record.key.decode())
-                    if record.value is None:
-                        await readmodel.delete_target(tid)
-                    else:
-                        await readmodel.put_target(tid, orjson.loads(record.value))
+                    await apply(record.key, record.value)
                     copied += 1
         return copied
     finally:
         await consumer.stop()
+
+
+async def replay_targets(bootstrap_servers: str, readmodel: ReadModel) -> int:
+    """Copy the compacted kpi.targets topic into Redis (it is the durable copy of targets)."""
+
+    async def apply(key: bytes, value: bytes | None) -> None:
+        tid = TargetId.decode(key.decode())
+        if value is None:
+            await readmodel.delete_target(tid)
+        else:
+            await readmodel.put_target(tid, orjson.loads(value))
+
+    return await replay_compacted(bootstrap_servers, KPI_TARGETS, apply)
+
+
+async def replay_directory(bootstrap_servers: str, readmodel: ReadModel) -> int:
+    """Copy the directory.* topics into Redis; invalid records are logged and left out."""
+    copied = 0
+    for topic in DIRECTORY_TOPICS.values():
+
+        async def apply(key: bytes | None, value: bytes | None, topic=topic) -> None:
+            try:
+                kind, name, doc = decode_record(topic, key, value)
+            except InvalidRecord as exc:
+                log.warning("ignored an invalid directory record: %s", exc)
+                return
+            if doc is None:
+                await readmodel.delete_record(kind, name)
+            else:
+                await readmodel.put_record(kind, name, doc)
+
+        copied += await replay_compacted(bootstrap_servers, topic, apply)
+    return copied

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field, StringConstraints
 
 Period = Literal["day", "week", "month", "quarter", "year"]
 Level = Literal["anticipation", "balance", "alert"]
@@ -84,6 +84,51 @@ class TargetOut(BaseModel):
     target: float
     alert_at: float | None
     updated_at: datetime
+
+
+Label = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class RepIn(BaseModel):
+    team: Label
+    region: Label
+    since: AwareDatetime | None = Field(
+        None, description="When the rep joins this team and region. Default: now for a known rep, "
+                          "from the beginning for a new one. Events before it keep the former team.")
+    name: Label | None = None
+    extension: Label | None = Field(None, description="Telephony extension, to map PBX events to the rep.")
+
+
+class AssignmentOut(BaseModel):
+    team: str
+    region: str
+    since: datetime | None
+
+
+class RepOut(BaseModel):
+    rep_id: str
+    name: str | None
+    extension: str | None
+    assignments: list[AssignmentOut]
+
+
+class ProductIn(BaseModel):
+    category: Label
+    name: Label | None = None
+
+
+class ProductOut(ProductIn):
+    product: str
+
+
+class CustomerIn(BaseModel):
+    sector: Label
+    region: Label | None = None
+    name: Label | None = None
+
+
+class CustomerOut(CustomerIn):
+    customer_id: str
 
 
 class AcceptedEvent(BaseModel):

@@ -49,5 +49,5 @@ def event_type_schemas() -> dict[str, str]:
     """Event type -> schema file, for every type schema in schemas/."""
     return {
         p.stem: p.name for p in sorted(schemas_dir().glob("*.json"))
-        if p.name not in {"cloudevent.json", "definitions.json"}
+        if p.name not in {"cloudevent.json", "definitions.json"} and not p.name.startswith("directory.")
     }

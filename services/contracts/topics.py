@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from salespulse.contracts.directory import DIRECTORY_TOPICS
 from salespulse.contracts.events import SOURCE_TOPICS
 from salespulse.settings import Settings
 
@@ -36,6 +37,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(KPI_UPDATES, p, r, compacted),  # latest value per kpi/by/key/period
         TopicSpec(KPI_TARGETS, 1, r, compacted),
     ]
+    specs += [TopicSpec(topic, 1, r, compacted) for topic in DIRECTORY_TOPICS.values()]  # reference data
     return specs
 
 

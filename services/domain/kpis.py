@@ -14,7 +14,7 @@ For ratio and state KPIs the pace is the target itself.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
 Measures = Mapping[str, int]
@@ -59,7 +59,7 @@ class Kpi:
     formula: Formula
     cumulative: bool = False  # adds up over the period, so pace = target x elapsed share
     snapshot: bool = False  # current state (period `now`), not per period
-    dimensions: tuple[str, ...] = ("all", "rep")
+    dimensions: tuple[str, ...] = ()  # from its source when not given: see DIMENSIONS
     attainment_of: str | None = None  # value = that KPI's value / that KPI's target
 
     def describe(self, currency: str) -> dict:
@@ -75,11 +75,19 @@ class Kpi:
 
 CALLS, DEALS, ORDERS = "sales.calls", "sales.deals", "sales.orders"
 
+# The dimensions each source's measures are kept by (entities.py builds the rows).
+_REP_DIMS = ("all", "rep", "team", "region")
+DIMENSIONS: dict[str, tuple[str, ...]] = {
+    CALLS: _REP_DIMS,
+    DEALS: _REP_DIMS + ("product", "customer", "sector", "source"),
+    ORDERS: _REP_DIMS + ("product", "category", "customer", "sector", "channel"),
+}
+
 _revenue = _money("revenue_cents")
 _won = _m("deals_won")
 _inbound_answered = _m("inbound_answered")
 
-CATALOG: dict[str, Kpi] = {k.id: k for k in [
+_KPIS: list[Kpi] = [
     # Telephony
     Kpi("calls_outbound", "Outbound calls", "count", "up",
         "Calls placed by reps, counted in the period the call started.", CALLS,
@@ -133,7 +141,10 @@ CATALOG: dict[str, Kpi] = {k.id: k for k in [
     Kpi("revenue_attainment", "Revenue attainment", "ratio", "up",
         "Revenue / revenue target for the same dimension value and period.", ORDERS,
         _revenue, cumulative=True, attainment_of="revenue"),
-]}
+]
+CATALOG: dict[str, Kpi] = {
+    k.id: k if k.dimensions else replace(k, dimensions=DIMENSIONS[k.source]) for k in _KPIS
+}
 
 KPIS_BY_SOURCE: dict[str, tuple[Kpi, ...]] = {
     source: tuple(k for k in CATALOG.values() if k.source == source) for source in (CALLS, DEALS, ORDERS)

@@ -28,12 +28,14 @@ from salespulse.domain.aggregation import (
     deadletter_key,
     parse_measure_key,
 )
+from salespulse.domain.directory import Directory
 from salespulse.domain.kpis import KPIS_BY_SOURCE
 from salespulse.domain.money import CurrencyConverter
 from salespulse.domain.periods import SNAPSHOT
 from salespulse.domain.targets import TargetBook
 from salespulse.domain.valuation import value_row
 from salespulse.processor import metrics
+from salespulse.processor.directory import DirectoryFollower
 from salespulse.processor.table import SourcePartitionedTable
 from salespulse.readmodel import ReadModel
 from salespulse.settings import Settings
@@ -67,7 +69,10 @@ class Processor:
         self.app = app
         self.settings = settings
         self.tz = ZoneInfo(settings.business_timezone)
-        self.aggregator = Aggregator(self.tz, CurrencyConverter(settings.reporting_currency, settings.fx_rates))
+        directory = Directory()
+        self.directory = DirectoryFollower(settings.kafka_bootstrap_servers, directory)
+        self.aggregator = Aggregator(self.tz, CurrencyConverter(settings.reporting_currency, settings.fx_rates),
+                                     directory)
         self.table = table
         self.deadletter = deadletter
         self.readmodel = readmodel
@@ -110,6 +115,7 @@ class Processor:
             messages[(message.topic, message.partition, message.offset)] = message
             valid.append(SourceEvent(message.topic, message.partition, message.offset, envelope))
 
+        await self.directory.sync()
         result = self.aggregator.apply(self.table, valid)
         # Measure rows first, then entity rows: one changelog partition keeps them in order.
         for key, row in result.measures.items():
@@ -223,6 +229,10 @@ def create_app(settings: Settings) -> faust.App:
     async def aggregate(stream):
         async for events in stream.take_events(settings.processor_batch_size, settings.processor_batch_seconds):
             await processor.handle(events)
+
+    @app.on_before_shutdown.connect
+    async def close_directory(app, **kwargs) -> None:
+        await processor.directory.stop()
 
     @app.timer(RESYNC_INTERVAL_SECONDS)
     async def keep_read_model_complete() -> None:

@@ -24,3 +24,8 @@ READ_MODEL_FAILURES = Counter(
     "Redis writes that failed; the rows are copied again once Redis answers.",
 )
 KPI_UPDATES = Counter("salespulse_processor_kpi_updates_total", "Messages produced to kpi.updates.")
+DIRECTORY_RECORDS = Counter(
+    "salespulse_processor_directory_records_total",
+    "Records read from the directory.* topics: applied, or invalid (logged and ignored).",
+    ["topic", "outcome"],
+)

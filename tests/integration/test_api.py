@@ -17,7 +17,9 @@ async def test_the_catalog_describes_every_kpi(api):
     assert catalog["revenue"]["unit"] == "currency" and catalog["revenue"]["currency"] == "EUR"
     assert catalog["calls_missed"]["direction"] == "down"
     assert catalog["pipeline_value"]["periods"] == ["now"]
-    assert all(k["description"] and k["dimensions"] == ["all", "rep"] for k in catalog.values())
+    assert all(k["description"] and k["dimensions"][:4] == ["all", "rep", "team", "region"] for k in catalog.values())
+    assert "product" in catalog["revenue"]["dimensions"] and "source" in catalog["win_rate"]["dimensions"]
+    assert "product" not in catalog["talk_time"]["dimensions"]
 
 
 async def test_an_empty_company_total_is_zero_not_missing(api):

@@ -1,0 +1,71 @@
+"""The processor's copy of the directory.* topics, brought up to date before every batch.
+
+Before a batch is aggregated, the follower asks Kafka for the end offsets of the directory
+topics and reads up to them. So a directory change the API acknowledged before an event was
+produced always applies to that event, at the cost of one ListOffsets request per batch; and
+a replay from the start sees the whole directory before its first event.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from salespulse.contracts.directory import DIRECTORY_TOPICS, InvalidRecord, decode_record
+from salespulse.contracts.topics import partitions_of
+from salespulse.domain.directory import Directory
+from salespulse.processor import metrics
+
+log = logging.getLogger(__name__)
+
+
+class DirectoryFollower:
+    def __init__(self, bootstrap_servers: str, directory: Directory) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.directory = directory
+        self.consumer: AIOKafkaConsumer | None = None
+        self.partitions: list[TopicPartition] = []
+
+    async def start(self) -> None:
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap_servers, enable_auto_commit=False,
+                                    auto_offset_reset="earliest")
+        await consumer.start()
+        try:
+            self.partitions = [TopicPartition(topic, p) for topic in DIRECTORY_TOPICS.values()
+                               for p in await partitions_of(self.bootstrap_servers, topic)]
+            missing = set(DIRECTORY_TOPICS.values()) - {tp.topic for tp in self.partitions}
+            if missing:
+                raise RuntimeError(f"directory topics missing: {', '.join(sorted(missing))}")
+            consumer.assign(self.partitions)
+            await consumer.seek_to_beginning(*self.partitions)
+        except BaseException:
+            await consumer.stop()
+            raise
+        self.consumer = consumer
+
+    async def stop(self) -> None:
+        if self.consumer is not None:
+            await self.consumer.stop()
+            self.consumer = None
+
+    async def sync(self) -> int:
+        """Read every directory record produced so far; returns how many were read."""
+        if self.consumer is None:
+            await self.start()
+        consumer = self.consumer
+        end = await consumer.end_offsets(self.partitions)
+        read = 0
+        while [tp for tp in self.partitions if await consumer.position(tp) < end[tp]]:
+            for records in (await consumer.getmany(timeout_ms=1000)).values():
+                for record in records:
+                    read += 1
+                    try:
+                        kind, key, doc = decode_record(record.topic, record.key, record.value)
+                    except InvalidRecord as exc:
+                        metrics.DIRECTORY_RECORDS.labels(record.topic, "invalid").inc()
+                        log.warning("ignored an invalid directory record at offset %s: %s", record.offset, exc)
+                        continue
+                    self.directory.put(kind, key, doc)
+                    metrics.DIRECTORY_RECORDS.labels(record.topic, "applied").inc()
+        return read

@@ -1,0 +1,84 @@
+"""Reference data through the API: KPIs roll up by team, region, category, sector and channel."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.integration.conftest import cloudevent, eventually, send, unique
+from tests.integration.test_pipeline import expect
+
+pytestmark = pytest.mark.usefixtures("processor")
+
+
+def order(order_id: str, rep: str, customer: str, placed_at: str, lines: list[tuple[str, str]], channel: str) -> dict:
+    return cloudevent("order.placed", {
+        "order_id": order_id, "customer_id": customer, "rep_id": rep, "placed_at": placed_at, "currency": "EUR",
+        "channel": channel,
+        "lines": [{"product": p, "quantity": 1, "unit_price": price, "unit_cost": "0"} for p, price in lines]})
+
+
+async def test_a_rep_moving_team_keeps_history_and_new_orders_follow_the_rep(api, producer):
+    rep, team_a, team_b, region = unique("rep"), unique("team"), unique("team"), unique("region")
+    product, category, customer, sector = unique("prod"), unique("cat"), unique("cust"), unique("sector")
+    assert (await api.put(f"/api/v1/directory/reps/{rep}", json={"team": team_a, "region": region,
+                                                                   "extension": "201"})).status_code == 200
+    assert (await api.put(f"/api/v1/directory/products/{product}", json={"category": category})).status_code == 200
+    assert (await api.put(f"/api/v1/directory/customers/{customer}", json={"sector": sector})).status_code == 200
+    moved = await api.put(f"/api/v1/directory/reps/{rep}",
+                          json={"team": team_b, "region": region, "since": "2024-03-15T00:00:00+01:00"})
+    assert [a["team"] for a in moved.json()["assignments"]] == [team_a, team_b]
+    assert moved.json()["extension"] == "201"
+
+    # Produced after the directory changes were acknowledged: they must apply.
+    for event in [order(unique("o"), rep, customer, "2024-03-14T23:30:00+01:00", [(product, "100.10"), ("other", "5")], "web"),
+                  order(unique("o"), rep, customer, "2024-03-15T00:30:00+01:00", [(product, "7")], "shop")]:
+        await send(producer, "sales.orders", event["data"]["order_id"], event)
+
+    await expect(api, team_a, "2024-03-01", {"revenue": 105.10, "orders": 1}, by="team", period="month")
+    await expect(api, team_b, "2024-03-01", {"revenue": 7, "orders": 1}, by="team", period="month")
+    await expect(api, region, "2024-03-01", {"revenue": 112.10, "orders": 2}, by="region", period="month")
+    await expect(api, category, "2024-03-01", {"revenue": 107.10, "orders": 2}, by="category", period="month")
+    await expect(api, "unassigned", "2024-03-14", {"revenue": 5}, by="category", period="day")  # no other test uses that day
+    await expect(api, sector, "2024-03-01", {"revenue": 112.10, "average_order_value": 56.05}, by="sector", period="month")
+    await expect(api, "shop", "2024-03-15", {"orders": 1}, by="channel", period="day")
+
+
+async def test_deals_roll_up_by_source_product_and_customer(api, producer):
+    rep, source, customer, product = unique("rep"), unique("src"), unique("cust"), unique("prod")
+    for n, stage in enumerate(["won", "lost", "won"]):
+        deal = cloudevent("deal.changed", {
+            "deal_id": f"{rep}-{n}", "rep_id": rep, "stage": stage, "amount": 1000 * (n + 1), "currency": "EUR",
+            "created_at": "2024-05-01T09:00:00+02:00", "updated_at": "2024-05-02T09:00:00+02:00",
+            "source": source, "customer_id": customer, "product": product})
+        await send(producer, "sales.deals", f"{rep}-{n}", deal)
+    for by, key in (("source", source), ("customer", customer), ("product", product)):
+        await expect(api, key, "2024-05-02", {"deals_won": 2, "deals_lost": 1, "average_won_deal_size": 2000},
+                     by=by, period="day")
+
+
+async def test_directory_input_is_checked_and_records_can_be_removed(api):
+    rep = unique("rep")
+    bad = await api.put(f"/api/v1/directory/reps/{rep}", json={"team": "", "region": "x"})
+    assert bad.status_code == 422 and bad.json()["error"]["code"]
+    naive = await api.put(f"/api/v1/directory/reps/{rep}", json={"team": "a", "region": "x", "since": "2024-01-01T00:00:00"})
+    assert naive.status_code == 422
+    missing = await api.get(f"/api/v1/directory/reps/{rep}")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "unknown_rep"
+    assert (await api.put(f"/api/v1/directory/products/{rep}", json={"category": "c"})).status_code == 200
+    assert (await api.get(f"/api/v1/directory/products/{rep}")).json() == {"product": rep, "category": "c", "name": None}
+    assert (await api.delete(f"/api/v1/directory/products/{rep}")).status_code == 204
+    assert (await api.delete(f"/api/v1/directory/products/{rep}")).status_code == 404
+
+
+async def test_an_invalid_record_on_a_directory_topic_is_ignored_not_fatal(api, producer):
+    await send(producer, "directory.reps", "broken", b"{not json")
+    await send(producer, "directory.reps", "mismatch", b'{"rep_id": "other", "assignments": [{"team": "t", "region": "r", "since": null}]}')
+    rep = unique("rep")
+    event = cloudevent("call.started", {"call_id": unique("c"), "rep_id": rep, "direction": "outbound",
+                                         "started_at": "2024-07-01T10:00:00+02:00"})
+    await send(producer, "sales.calls", event["data"]["call_id"], event)
+    await expect(api, rep, "2024-07-01", {"calls_outbound": 1})
+
+    async def no_such_rep():
+        assert (await api.get("/api/v1/directory/reps/mismatch")).status_code == 404
+    await eventually(no_such_rep)
