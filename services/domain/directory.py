@@ -125,6 +125,6 @@ class Directory:
         record = self.records[PRODUCTS].get(product)
         return record.category if record else UNASSIGNED
 
-    def sector(self, customer_id: str | None) -> str:
-        record = self.records[CUSTOMERS].get(customer_id) if customer_id else None
+    def sector(self, customer_id: str) -> str:
+        record = self.records[CUSTOMERS].get(customer_id)
         return record.sector if record else UNASSIGNED

@@ -310,7 +310,8 @@ def enrich(state, directory: Directory):
         return replace(state, team=team, region=region)
     if isinstance(state, DealState):
         team, region = directory.team_region(state.rep_id, state.updated_at)
-        return replace(state, team=team, region=region, sector=directory.sector(state.customer_id))
+        sector = directory.sector(state.customer_id) if state.customer_id else None  # None: `unknown`
+        return replace(state, team=team, region=region, sector=sector)
     if isinstance(state, OrderState) and state.placed_at is not None and state.rep_id is not None:
         team, region = directory.team_region(state.rep_id, state.placed_at)
         products = tuple(replace(p, category=directory.category(p.product)) for p in state.products)

@@ -55,4 +55,4 @@ def test_the_directory_resolves_and_forgets():
     directory.put(CUSTOMERS, "c", CustomerRecord("c", "retail", "west").to_doc())
     assert (directory.team_region("r", T0), directory.category("p"), directory.sector("c")) == (("a", "north"), "software", "retail")
     directory.put(PRODUCTS, "p", None)
-    assert (directory.category("p"), directory.sector(None), directory.team_region("x", T0)) == (UNASSIGNED, UNASSIGNED, (UNASSIGNED, UNASSIGNED))
+    assert (directory.category("p"), directory.sector("x"), directory.team_region("x", T0)) == (UNASSIGNED, UNASSIGNED, (UNASSIGNED, UNASSIGNED))
