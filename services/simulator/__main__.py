@@ -19,13 +19,33 @@ from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
 import orjson
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from salespulse.contracts.topics import ensure_topics
+from salespulse.contracts.directory import DIRECTORY_TOPICS
+from salespulse.contracts.topics import ensure_topics, partitions_of
 from salespulse.settings import get_settings
 from salespulse.simulator.world import World
 
 log = logging.getLogger("salespulse.simulator")
+
+
+async def seed_directory(bootstrap_servers: str, producer: AIOKafkaProducer, world: World) -> None:
+    """Give the world's reps, products and customers a directory, unless one exists already
+    (a rep moved through the API must not be put back on its first team)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers)
+    await consumer.start()
+    try:
+        for kind, records in world.directory_records().items():
+            topic = DIRECTORY_TOPICS[kind]
+            partitions = [TopicPartition(topic, p) for p in await partitions_of(bootstrap_servers, topic)]
+            if any((await consumer.end_offsets(partitions)).values()):
+                continue
+            for key, doc in records:
+                await producer.send(topic, orjson.dumps(doc), key=key.encode())
+            log.info("wrote %d records to %s", len(records), topic)
+        await producer.flush()
+    finally:
+        await consumer.stop()
 
 
 async def run(rate: float, duration: float | None, seed: int | None) -> None:
@@ -35,6 +55,7 @@ async def run(rate: float, duration: float | None, seed: int | None) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all",
                                 enable_idempotence=True, linger_ms=5)
     await producer.start()
+    await seed_directory(settings.kafka_bootstrap_servers, producer, world)
     loop = asyncio.get_running_loop()
     started, sent, tick = loop.time(), 0, 0.1
     credit, last_report = 0.0, loop.time()

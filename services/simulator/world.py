@@ -15,11 +15,18 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+from salespulse.domain.directory import CUSTOMERS, REPS, Assignment, CustomerRecord, ProductRecord, RepRecord
+from salespulse.domain.directory import PRODUCTS as PRODUCTS_KIND
+
 FIRST_NAMES = ["Camille", "Léa", "Hugo", "Louis", "Chloé", "Jules", "Manon", "Lucas", "Inès", "Nathan",
                "Sarah", "Tom", "Emma", "Noah", "Zoé", "Arthur", "Alice", "Paul", "Jade", "Victor",
                "Lina", "Adam", "Rose", "Gabriel"]
 TEAMS = [("paris-hunters", "ile-de-france"), ("paris-farmers", "ile-de-france"),
          ("lyon", "auvergne-rhone-alpes"), ("lille", "hauts-de-france")]
+SECTORS = ["retail", "industry", "services", "public", "health"]
+CATEGORIES = {"crm-seat": "software", "crm-seat-pro": "software", "analytics-addon": "software",
+              "telephony-line": "telephony", "headset": "hardware", "wallboard-screen": "hardware",
+              "onboarding-day": "services", "support-premium": "services"}
 PRODUCTS = [  # (id, unit price, unit cost) in EUR
     ("crm-seat", Decimal("49.00"), Decimal("9.50")),
     ("crm-seat-pro", Decimal("89.00"), Decimal("16.00")),
@@ -86,6 +93,17 @@ class World:
         self.open_deals: dict[str, Deal] = {}
         self.pending: list[Scheduled] = []
         self.seq = itertools.count()
+
+    # --- reference data -----------------------------------------------------------------
+
+    def directory_records(self) -> dict[str, list[tuple[str, dict]]]:
+        """The directory of this world, by kind: its reps' teams, product categories, customer sectors."""
+        reps = [(r.rep_id, RepRecord(r.rep_id, (Assignment(r.team, r.region),), r.name, r.extension).to_doc())
+                for r in self.reps]
+        products = [(p, ProductRecord(p, CATEGORIES[p]).to_doc()) for p, _, _ in PRODUCTS]
+        customers = [(c, CustomerRecord(c, SECTORS[i % len(SECTORS)], self.reps[i % len(self.reps)].region).to_doc())
+                     for i, c in enumerate(self.customers)]
+        return {REPS: reps, PRODUCTS_KIND: products, CUSTOMERS: customers}
 
     # --- scheduling ---------------------------------------------------------------------
 

@@ -1,13 +1,19 @@
 """schemas/ is the source of truth: the domain event classes must match it field for field."""
 
 import dataclasses
+import random
 import types
 import typing
+from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
 
+from salespulse.contracts.directory import InvalidRecord, check_record
 from salespulse.contracts.schemas import event_type_schemas, load_schema
+from salespulse.domain.directory import CUSTOMERS, PRODUCTS, REPS, Assignment, RepRecord
 from salespulse.domain.events import EVENT_CLASSES, OrderLine
+from salespulse.simulator.world import World
 
 
 def optional(field) -> bool:
@@ -34,3 +40,22 @@ def test_every_schema_has_an_event_class():
 
 def test_order_lines_match_the_schema():
     check(OrderLine, load_schema("order.placed.json")["properties"]["lines"]["items"])
+
+
+@pytest.mark.parametrize("kind", [REPS, PRODUCTS, CUSTOMERS])
+def test_directory_records_match_their_schemas(kind):
+    """What the domain writes (and the simulator seeds) is what schemas/directory.*.json accept."""
+    world = World(random.Random(1), ZoneInfo("Europe/Paris"), reps=5, customers=5)
+    for key, doc in world.directory_records()[kind]:
+        assert check_record(kind, key, doc) == doc
+    moved = RepRecord("r", (Assignment("a", "b"),)).assign("c", "d", datetime(2026, 1, 1, tzinfo=timezone.utc))
+    assert check_record(REPS, "r", moved.to_doc())
+
+
+def test_directory_records_under_another_key_or_off_schema_are_refused():
+    with pytest.raises(InvalidRecord, match="under key"):
+        check_record(PRODUCTS, "x", {"product": "y", "category": "c"})
+    with pytest.raises(InvalidRecord, match="additional properties|must not contain"):
+        check_record(CUSTOMERS, "c", {"customer_id": "c", "sector": "s", "colour": "red"})
+    with pytest.raises(InvalidRecord, match="since"):
+        check_record(REPS, "r", {"rep_id": "r", "assignments": [{"team": "a", "region": "b", "since": "yesterday"}]})
