@@ -104,6 +104,16 @@ class ReadModel:
     async def put_record(self, kind: str, key: str, doc: Mapping[str, Any]) -> None:
         await self.redis.hset(f"{DIRECTORY}{kind}", key, orjson.dumps(doc))
 
+    async def write_records(self, records: Iterable[tuple[str, str, Mapping[str, Any] | None]]) -> None:
+        """Copy (kind, key, record or None to delete) from the directory topics, in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for kind, key, doc in records:
+            if doc is None:
+                pipe.hdel(f"{DIRECTORY}{kind}", key)
+            else:
+                pipe.hset(f"{DIRECTORY}{kind}", key, orjson.dumps(doc))
+        await pipe.execute()
+
     async def delete_record(self, kind: str, key: str) -> bool:
         return bool(await self.redis.hdel(f"{DIRECTORY}{kind}", key))
 

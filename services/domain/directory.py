@@ -114,6 +114,11 @@ class Directory:
         else:
             self.records[kind][key] = RECORD_CLASSES[kind].from_doc(doc)
 
+    def docs(self) -> list[tuple[str, str, dict[str, Any]]]:
+        """Every record as (kind, key, dict as on the topic)."""
+        return [(kind, key, record.to_doc()) for kind, records in self.records.items()
+                for key, record in records.items()]
+
     def team_region(self, rep_id: str, moment: datetime) -> tuple[str, str]:
         record = self.records[REPS].get(rep_id)
         if record is None:

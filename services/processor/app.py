@@ -69,14 +69,15 @@ class Processor:
         self.app = app
         self.settings = settings
         self.tz = ZoneInfo(settings.business_timezone)
-        directory = Directory()
-        self.directory = DirectoryFollower(settings.kafka_bootstrap_servers, directory)
+        self.directory = Directory()
+        self.follower = DirectoryFollower(settings.kafka_bootstrap_servers, self.directory)
         self.aggregator = Aggregator(self.tz, CurrencyConverter(settings.reporting_currency, settings.fx_rates),
-                                     directory)
+                                     self.directory)
         self.table = table
         self.deadletter = deadletter
         self.readmodel = readmodel
         self.dirty: set[str] = set()  # source partitions whose Redis rows may be stale
+        self.directory_dirty = False  # Redis's copy of the directory may be stale
         self.publish_lock = asyncio.Lock()
         self._book: TargetBook | None = None
         self._book_read_at = 0.0
@@ -115,7 +116,7 @@ class Processor:
             messages[(message.topic, message.partition, message.offset)] = message
             valid.append(SourceEvent(message.topic, message.partition, message.offset, envelope))
 
-        await self.directory.sync()
+        await self.sync_directory()
         result = self.aggregator.apply(self.table, valid)
         # Measure rows first, then entity rows: one changelog partition keeps them in order.
         for key, row in result.measures.items():
@@ -129,6 +130,20 @@ class Processor:
         metrics.BATCH_SIZE.observe(len(messages) + len(result.rejected))
         await self.publish(result.measures)
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+
+    async def sync_directory(self) -> None:
+        """Bring the directory up to date, and Redis's copy of it for the API's reads."""
+        changed = await self.follower.sync()
+        if not changed and not self.directory_dirty:
+            return
+        if self.directory_dirty:
+            changed = self.directory.docs()
+        try:
+            await self.readmodel.write_records(changed)
+            self.directory_dirty = False
+        except (RedisError, OSError) as exc:
+            self.directory_dirty = True
+            log.warning("Redis unavailable (%s); the directory will be copied when it is back", exc)
 
     async def target_book(self) -> TargetBook:
         now = time.monotonic()
@@ -178,6 +193,10 @@ class Processor:
 
     async def resync(self) -> None:
         """Copy all rows of owned partitions that Redis lacks (it restarted empty) or missed."""
+        try:
+            await self.sync_directory()  # also when no event flows, for the API's reads
+        except Exception as exc:  # noqa: BLE001 - the next batch retries it, and fails loudly
+            log.warning("could not read the directory topics (%s); will retry", exc)
         sources = self.active_sources()
         if not sources:
             return
@@ -193,6 +212,7 @@ class Processor:
                         rows.append((parsed[1], parsed[0], parsed[2], row["m"]))
                 for i in range(0, len(rows), 5000):
                     await self.readmodel.write_rows(rows[i:i + 5000])
+                await self.readmodel.write_records(self.directory.docs())  # Redis may be new
                 await self.readmodel.mark_synced(todo)
             except (RedisError, OSError) as exc:
                 log.warning("Redis still unavailable (%s); will retry", exc)
@@ -232,7 +252,7 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.on_before_shutdown.connect
     async def close_directory(app, **kwargs) -> None:
-        await processor.directory.stop()
+        await processor.follower.stop()
 
     @app.timer(RESYNC_INTERVAL_SECONDS)
     async def keep_read_model_complete() -> None:

@@ -8,6 +8,7 @@ a replay from the start sees the whole directory before its first event.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -26,6 +27,7 @@ class DirectoryFollower:
         self.directory = directory
         self.consumer: AIOKafkaConsumer | None = None
         self.partitions: list[TopicPartition] = []
+        self.lock = asyncio.Lock()
 
     async def start(self) -> None:
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap_servers, enable_auto_commit=False,
@@ -49,17 +51,20 @@ class DirectoryFollower:
             await self.consumer.stop()
             self.consumer = None
 
-    async def sync(self) -> int:
-        """Read every directory record produced so far; returns how many were read."""
+    async def sync(self) -> list[tuple[str, str, dict | None]]:
+        """Read every directory record produced so far; returns the (kind, key, record) applied."""
+        async with self.lock:  # the agent and the timer both call it; one reader at a time
+            return await self._sync()
+
+    async def _sync(self) -> list[tuple[str, str, dict | None]]:
         if self.consumer is None:
             await self.start()
         consumer = self.consumer
         end = await consumer.end_offsets(self.partitions)
-        read = 0
+        read = []
         while [tp for tp in self.partitions if await consumer.position(tp) < end[tp]]:
             for records in (await consumer.getmany(timeout_ms=1000)).values():
                 for record in records:
-                    read += 1
                     try:
                         kind, key, doc = decode_record(record.topic, record.key, record.value)
                     except InvalidRecord as exc:
@@ -67,5 +72,6 @@ class DirectoryFollower:
                         log.warning("ignored an invalid directory record at offset %s: %s", record.offset, exc)
                         continue
                     self.directory.put(kind, key, doc)
+                    read.append((kind, key, doc))
                     metrics.DIRECTORY_RECORDS.labels(record.topic, "applied").inc()
         return read
