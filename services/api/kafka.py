@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from salespulse.contracts.directory import DIRECTORY_TOPICS, InvalidRecord, decode_record
-from salespulse.contracts.topics import KPI_TARGETS, partitions_of
+from salespulse.contracts.topics import KPI_TARGETS, read_compacted
 from salespulse.domain.targets import TargetId
 from salespulse.readmodel import ReadModel
 
@@ -33,31 +32,6 @@ async def kafka_answers(producer: AIOKafkaProducer, timeout: float = 3.0) -> boo
         return False
 
 
-async def replay_compacted(bootstrap_servers: str, topic: str,
-                           apply: Callable[[bytes, bytes | None], Awaitable[None]]) -> int:
-    """Read a compacted topic from the start to its current end; `apply(key, value)` each record."""
-    partitions = [TopicPartition(topic, p) for p in await partitions_of(bootstrap_servers, topic)]
-    if not partitions:
-        raise RuntimeError(f"topic {topic} does not exist")
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False,
-                                auto_offset_reset="earliest")
-    await consumer.start()
-    try:
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        end = await consumer.end_offsets(partitions)
-        copied = 0
-        while [tp for tp in partitions if await consumer.position(tp) < end[tp]]:
-            batches = await consumer.getmany(timeout_ms=1000)
-            for records in batches.values():
-                for record in records:
-                    await apply(record.key, record.value)
-                    copied += 1
-        return copied
-    finally:
-        await consumer.stop()
-
-
 async def replay_targets(bootstrap_servers: str, readmodel: ReadModel) -> int:
     """Copy the compacted kpi.targets topic into Redis (it is the durable copy of targets)."""
 
@@ -68,7 +42,7 @@ async def replay_targets(bootstrap_servers: str, readmodel: ReadModel) -> int:
         else:
             await readmodel.put_target(tid, orjson.loads(value))
 
-    return await replay_compacted(bootstrap_servers, KPI_TARGETS, apply)
+    return await read_compacted(bootstrap_servers, KPI_TARGETS, apply)
 
 
 async def replay_directory(bootstrap_servers: str, readmodel: ReadModel) -> int:
@@ -87,5 +61,5 @@ async def replay_directory(bootstrap_servers: str, readmodel: ReadModel) -> int:
             else:
                 await readmodel.put_record(kind, name, doc)
 
-        copied += await replay_compacted(bootstrap_servers, topic, apply)
+        copied += await read_compacted(bootstrap_servers, topic, apply)
     return copied

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
@@ -50,6 +52,31 @@ async def partitions_of(bootstrap_servers: str, topic: str) -> list[int]:
         return sorted(p["partition"] for p in description["partitions"])
     finally:
         await admin.close()
+
+
+async def read_compacted(bootstrap_servers: str, topic: str,
+                           apply: Callable[[bytes, bytes | None], Awaitable[None]]) -> int:
+    """Read a compacted topic from the start to its current end; `apply(key, value)` each record."""
+    partitions = [TopicPartition(topic, p) for p in await partitions_of(bootstrap_servers, topic)]
+    if not partitions:
+        raise RuntimeError(f"topic {topic} does not exist")
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False,
+                                auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        end = await consumer.end_offsets(partitions)
+        copied = 0
+        while [tp for tp in partitions if await consumer.position(tp) < end[tp]]:
+            batches = await consumer.getmany(timeout_ms=1000)
+            for records in batches.values():
+                for record in records:
+                    await apply(record.key, record.value)
+                    copied += 1
+        return copied
+    finally:
+        await consumer.stop()
 
 
 class TopicMismatch(RuntimeError):

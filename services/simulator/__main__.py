@@ -19,10 +19,10 @@ from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from salespulse.contracts.directory import DIRECTORY_TOPICS
-from salespulse.contracts.topics import ensure_topics, partitions_of
+from salespulse.contracts.topics import ensure_topics, read_compacted
 from salespulse.settings import get_settings
 from salespulse.simulator.world import World
 
@@ -30,22 +30,20 @@ log = logging.getLogger("salespulse.simulator")
 
 
 async def seed_directory(bootstrap_servers: str, producer: AIOKafkaProducer, world: World) -> None:
-    """Give the world's reps, products and customers a directory, unless one exists already
-    (a rep moved through the API must not be put back on its first team)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers)
-    await consumer.start()
-    try:
-        for kind, records in world.directory_records().items():
-            topic = DIRECTORY_TOPICS[kind]
-            partitions = [TopicPartition(topic, p) for p in await partitions_of(bootstrap_servers, topic)]
-            if any((await consumer.end_offsets(partitions)).values()):
-                continue
-            for key, doc in records:
-                await producer.send(topic, orjson.dumps(doc), key=key.encode())
-            log.info("wrote %d records to %s", len(records), topic)
-        await producer.flush()
-    finally:
-        await consumer.stop()
+    """Give the world's reps, products and customers directory records, leaving those that exist
+    alone (a rep moved through the API must not be put back on its first team)."""
+    for kind, records in world.directory_records().items():
+        topic, known = DIRECTORY_TOPICS[kind], set()
+
+        async def collect(key: bytes | None, value: bytes | None) -> None:
+            (known.add if value is not None else known.discard)(key)
+
+        await read_compacted(bootstrap_servers, topic, collect)
+        missing = [(key, doc) for key, doc in records if key.encode() not in known]
+        for key, doc in missing:
+            await producer.send(topic, orjson.dumps(doc), key=key.encode())
+        log.info("wrote %d records to %s (%d there already)", len(missing), topic, len(records) - len(missing))
+    await producer.flush()
 
 
 async def run(rate: float, duration: float | None, seed: int | None) -> None:
