@@ -21,6 +21,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from salespulse.domain.aggregation import RowKey, merge_measures
+from salespulse.domain.directory import RECORD_CLASSES
 from salespulse.domain.targets import TargetBook, TargetId
 
 PREFIX = "sp:"
@@ -112,6 +113,14 @@ class ReadModel:
                 pipe.hdel(f"{DIRECTORY}{kind}", key)
             else:
                 pipe.hset(f"{DIRECTORY}{kind}", key, orjson.dumps(doc))
+        await pipe.execute()
+
+    async def replace_records(self, records: Iterable[tuple[str, str, Mapping[str, Any]]]) -> None:
+        """Make Redis's directory exactly `records` (records deleted meanwhile go too), atomically."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.delete(*(f"{DIRECTORY}{kind}" for kind in RECORD_CLASSES))
+        for kind, key, doc in records:
+            pipe.hset(f"{DIRECTORY}{kind}", key, orjson.dumps(doc))
         await pipe.execute()
 
     async def delete_record(self, kind: str, key: str) -> bool:

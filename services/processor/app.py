@@ -136,10 +136,11 @@ class Processor:
         changed = await self.follower.sync()
         if not changed and not self.directory_dirty:
             return
-        if self.directory_dirty:
-            changed = self.directory.docs()
         try:
-            await self.readmodel.write_records(changed)
+            if self.directory_dirty:  # whatever Redis missed, deletions included
+                await self.readmodel.replace_records(self.directory.docs())
+            else:
+                await self.readmodel.write_records(changed)
             self.directory_dirty = False
         except (RedisError, OSError) as exc:
             self.directory_dirty = True
@@ -212,7 +213,7 @@ class Processor:
                         rows.append((parsed[1], parsed[0], parsed[2], row["m"]))
                 for i in range(0, len(rows), 5000):
                     await self.readmodel.write_rows(rows[i:i + 5000])
-                await self.readmodel.write_records(self.directory.docs())  # Redis may be new
+                await self.readmodel.replace_records(self.directory.docs())  # Redis may be new
                 await self.readmodel.mark_synced(todo)
             except (RedisError, OSError) as exc:
                 log.warning("Redis still unavailable (%s); will retry", exc)
