@@ -5,6 +5,7 @@ Layout (prefix `sp:`):
   (`sales.orders/3`) holding that partition's partial measures `{"m": {...}, "t": epoch}`.
   The processor writes whole partial rows (idempotent); readers sum them.
 - `sp:k:{period}:{start}:{dim}`        set of the dimension values with a row in that bucket.
+- `sp:years`                            set of the year buckets with a row (where date windows start).
 - `sp:targets`                          hash, field kpi/by/key/period -> target document.
 - `sp:dir:{reps|products|customers}`   hash, key -> directory record (as on directory.*).
 - `sp:synced`                           hash, source partition -> time its rows were last
@@ -27,6 +28,7 @@ from salespulse.domain.targets import TargetBook, TargetId
 PREFIX = "sp:"
 TARGETS = PREFIX + "targets"
 SYNCED = PREFIX + "synced"
+YEARS = PREFIX + "years"
 DIRECTORY = PREFIX + "dir:"
 
 
@@ -74,6 +76,8 @@ class ReadModel:
         for topic, partition, row, measures in rows:
             pipe.hset(row_hash(row), f"{topic}/{partition}", orjson.dumps({"m": measures, "t": now}))
             pipe.sadd(keys_set(row.period, row.start, row.dim), row.key)
+            if row.period == "year" and row.dim == "all":
+                pipe.sadd(YEARS, row.start)
         await pipe.execute()
 
     async def synced_partitions(self) -> set[str]:
@@ -93,6 +97,17 @@ class ReadModel:
             pipe.hgetall(row_hash(row))
         results = await pipe.execute()
         return {row: _merge(parts) for row, parts in zip(rows, results)}
+
+    async def years(self) -> list[str]:
+        """Start dates of the year buckets that have rows, oldest first."""
+        return sorted(y.decode() for y in await self.redis.smembers(YEARS))
+
+    async def dimension_keys(self, buckets: Iterable[tuple[str, str]], dim: str) -> list[str]:
+        """The values of `dim` with a row in any of the (period, start) buckets."""
+        pipe = self.redis.pipeline(transaction=False)
+        for period, start in buckets:
+            pipe.smembers(keys_set(period, start, dim))
+        return sorted({k.decode() for members in await pipe.execute() for k in members})
 
     async def read_dimension(self, period: str, start: str, dim: str) -> dict[str, MergedRow]:
         """Merged measures of every value of `dim` in one bucket."""

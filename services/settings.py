@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     # Exchange rates into the reporting currency, e.g. {"USD": "0.92"}: 1 USD = 0.92 EUR.
     fx_rates: Annotated[dict[str, Decimal], NoDecode] = Field(default_factory=dict)
 
+    # A customer stays active this many days after its latest order (active/lost customers, churn).
+    customer_activity_days: int = Field(default=365, ge=1, le=3660)
+
     topic_partitions: int = Field(default=6, ge=1, le=1024)
     topic_replication_factor: int = Field(default=1, ge=1, le=16)
 

@@ -27,13 +27,16 @@ ERRORS = {status: {"model": ErrorResponse} for status in (400, 404, 422, 503)}
 class KpiInfo(BaseModel):
     id: str
     name: str
-    unit: Literal["count", "currency", "ratio", "seconds"]
+    unit: Literal["count", "currency", "ratio", "seconds", "days", "score"]
     currency: str | None
     direction: Literal["up", "down"]
     description: str
     dimensions: list[str]
     periods: list[str]
     cumulative: bool
+    live: bool = Field(description="Pushed on kpi.updates as events change it; otherwise computed when read "
+                                   "(date windows, shares of the total, run rates, top lists).")
+    top: int | None = Field(None, description="A reading holds only the best `top` values.")
 
 
 class KpiValueOut(BaseModel):

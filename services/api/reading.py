@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 from salespulse.api.errors import ApiError
 from salespulse.domain.kpis import CATALOG, Kpi, KpiValue
 from salespulse.domain.periods import PERIODS, SNAPSHOT, period_start
-from salespulse.domain.valuation import kpi_row_for, value_row
-from salespulse.readmodel import ReadModel
+from salespulse.domain.valuation import kpi_row_for, value_row, window_rows, window_sums
+from salespulse.readmodel import MergedRow, ReadModel
 
 
 def find_kpi(kpi_id: str) -> Kpi:
@@ -50,15 +50,23 @@ class Readings:
             raise ApiError(422, "invalid_period", f"period must be one of {', '.join(PERIODS)}")
         start = period_start(period, at or self.today())
         row = kpi_row_for(kpi, period, start, by, "all")
-        rows = await self.readmodel.read_dimension(row.period, row.start, by)
+        if kpi.windows:
+            rows = await self.windowed(kpi, period, start, by)
+        else:
+            rows = await self.readmodel.read_dimension(row.period, row.start, by)
         if by == "all" and "all" not in rows:
             rows["all"] = {}  # nothing happened yet: counts are 0, ratios undefined
+        total = None
+        if kpi.share:
+            total = (await self.readmodel.read_rows([row._replace(dim="all")]))[row._replace(dim="all")]
         book = await self.readmodel.target_book()
         now = datetime.now(timezone.utc)
         values = [
-            _value_out(key, value_row(kpi, row._replace(key=key), measures, book, now, self.tz))
+            _value_out(key, value_row(kpi, row._replace(key=key), measures, book, now, self.tz, total))
             for key, measures in sorted(rows.items())
         ]
+        if kpi.top is not None:
+            values = _ranked(kpi, values)[:kpi.top]
         stamps = [m.as_of for m in rows.values() if getattr(m, "as_of", None)]
         return {
             "kpi": kpi.id, "by": by,
@@ -69,14 +77,44 @@ class Readings:
             "values": values,
         }
 
+    async def windowed(self, kpi: Kpi, period: str, start: date, by: str) -> dict[str, MergedRow]:
+        """Each value of `by`: its row of the bucket plus the KPI's window sums.
+
+        The values are those with a row in any year: a sector may have customers active at the
+        start of a month without any event in it.
+        """
+        today = self.today()
+        years = await self.readmodel.years()
+        origin = date.fromisoformat(years[0]) if years else today
+        keys = ["all"] if by == "all" else await self.readmodel.dimension_keys(
+            [("year", y) for y in years], by)
+        base = {key: kpi_row_for(kpi, period, start, by, key) for key in keys}
+        windows = {key: window_rows(kpi, period, None if kpi.snapshot else start, by, key, today, origin)
+                   for key in keys}
+        wanted = set(base.values()) | {r for w in windows.values() for rs in w.values() for r in rs}
+        read = await self.readmodel.read_rows(wanted)
+        out = {}
+        for key in keys:
+            merged = MergedRow(read[base[key]])
+            merged.as_of = read[base[key]].as_of
+            merged.update(window_sums(kpi, windows[key], read))
+            out[key] = merged
+        return out
+
     async def leaderboard(self, kpi_id: str, by: str, period: str, at: date | None, limit: int) -> dict[str, Any]:
         reading = await self.reading(kpi_id, by, period, at)
         kpi = CATALOG[kpi_id]
-        ranked = [v for v in reading["values"] if v["value"] is not None]
-        ranked.sort(key=lambda v: (-v["value"] if kpi.direction == "up" else v["value"], v["key"]))
+        ranked = _ranked(kpi, reading["values"])
         entries, rank = [], 0
         for i, v in enumerate(ranked[:limit]):
             if i == 0 or v["value"] != ranked[i - 1]["value"]:
                 rank = i + 1  # ties share a rank: 1, 2, 2, 4
             entries.append({"rank": rank, **v})
         return {k: reading[k] for k in ("kpi", "by", "period", "period_start", "unit", "as_of")} | {"entries": entries}
+
+
+def _ranked(kpi: Kpi, values: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Values that exist, best first (ties by key)."""
+    ranked = [v for v in values if v["value"] is not None]
+    ranked.sort(key=lambda v: (-v["value"] if kpi.direction == "up" else v["value"], v["key"]))
+    return ranked

@@ -31,8 +31,17 @@ ROUTES: dict[str, Route] = {
     "call.answered": Route("sales.calls", "call_id"),
     "call.ended": Route("sales.calls", "call_id"),
     "deal.changed": Route("sales.deals", "deal_id"),
-    "order.placed": Route("sales.orders", "order_id"),
-    "order.cancelled": Route("sales.orders", "order_id"),
+    # Keyed by customer: every order of a customer is on one partition, next to the customer's
+    # state (new, active, lost, repeat buyer), with no repartition topic. An order's own events
+    # still share one key, so they stay in order.
+    "order.placed": Route("sales.orders", "customer_id"),
+    "order.cancelled": Route("sales.orders", "customer_id"),
+    "activity.logged": Route("sales.activities", "activity_id"),
+    "survey.answered": Route("sales.customers", "customer_id"),
+    "invoice.issued": Route("sales.customers", "customer_id"),
+    "payment.received": Route("sales.customers", "customer_id"),
+    "customer.churned": Route("sales.customers", "customer_id"),
+    "spend.recorded": Route("sales.spend", "campaign"),
 }
 SOURCE_TOPICS: tuple[str, ...] = tuple(sorted({r.topic for r in ROUTES.values()}))
 
@@ -81,6 +90,8 @@ def _build(cls: type, data: dict[str, Any]):
                 OrderLine(**{k: _convert(k, line[k]) for k in ("product", "quantity", "unit_price", "unit_cost")})
                 for line in data["lines"]
             )
+        elif f.name == "participants":
+            kwargs["participants"] = tuple(data["participants"])
         else:
             kwargs[f.name] = _convert(f.name, data[f.name])
     return cls(**kwargs)

@@ -3,14 +3,19 @@
 Every row lives in one key-value store (the processor's Faust table) and belongs to exactly
 one source partition, whose number starts its key:
 
-    "{partition}|e|{topic}|{entity_id}"                         entity state
+    "{partition}|e|{topic}|{kind}:{entity_id}"                  entity state
+    "{partition}|e|customer|{customer_id}"                      customer state (two topics)
     "{partition}|m|{topic}|{period}|{start}|{dim}|{key}"        partial measures
     "{partition}|d|{topic}"                                     last dead-lettered offset
 
-and each row keeps `o`, the source offset it last applied. Replaying events after a crash
-(Kafka redelivers from the last committed offset) therefore changes nothing that was already
+and each row keeps `o`, the source offset it last applied (the customer row, fed by
+sales.orders and sales.customers, one per topic). Replaying events after a crash (Kafka
+redelivers from the last committed offset) therefore changes nothing that was already
 applied. The caller writes the measure rows of a batch before its entity rows, into the same
 changelog partition, so a durable entity row implies its measure rows are durable too.
+
+The customer row relies on sales.orders and sales.customers being co-partitioned: both keyed
+by customer_id, with the same partition count and Kafka's default partitioner.
 """
 
 from __future__ import annotations
@@ -21,16 +26,22 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
-from salespulse.domain import entities
+from salespulse.domain import customers, entities, states
 from salespulse.domain.directory import Directory
 from salespulse.domain.events import (
+    ActivityLogged,
     CallAnswered,
     CallEnded,
     CallStarted,
+    CustomerChurned,
     DealChanged,
     Envelope,
+    InvoiceIssued,
     OrderCancelled,
     OrderPlaced,
+    PaymentReceived,
+    SpendRecorded,
+    SurveyAnswered,
 )
 from salespulse.domain.money import CurrencyConverter
 from salespulse.domain.periods import PERIODS, SNAPSHOT, bucket_starts
@@ -52,8 +63,12 @@ class SourceEvent(NamedTuple):
     envelope: Envelope
 
 
-def entity_key(partition: int, topic: str, entity_id: str) -> str:
-    return f"{partition}|e|{topic}|{entity_id}"
+def entity_key(partition: int, topic: str, kind: str, entity_id: str) -> str:
+    return f"{partition}|e|{topic}|{kind}:{entity_id}"
+
+
+def customer_key(partition: int, customer_id: str) -> str:
+    return f"{partition}|e|customer|{customer_id}"
 
 
 def measure_key(partition: int, topic: str, row: RowKey) -> str:
@@ -90,39 +105,32 @@ class BatchResult:
         return sum(n for (_, o), n in self.outcomes.items() if o == outcome)
 
 
+_ENTITY_OF: dict[type, tuple[str, str]] = {
+    CallStarted: ("call", "call_id"), CallAnswered: ("call", "call_id"), CallEnded: ("call", "call_id"),
+    DealChanged: ("deal", "deal_id"),
+    OrderPlaced: ("order", "order_id"), OrderCancelled: ("order", "order_id"),
+    ActivityLogged: ("activity", "activity_id"),
+    SurveyAnswered: ("survey", "survey_id"),
+    InvoiceIssued: ("invoice", "invoice_id"), PaymentReceived: ("invoice", "invoice_id"),
+    SpendRecorded: ("spend", "spend_id"),
+    CustomerChurned: ("customer", "customer_id"),
+}
+
+
 def _entity_of(envelope: Envelope) -> tuple[str, str]:
-    data = envelope.data
-    if isinstance(data, (CallStarted, CallAnswered, CallEnded)):
-        return "call", data.call_id
-    if isinstance(data, DealChanged):
-        return "deal", data.deal_id
-    if isinstance(data, (OrderPlaced, OrderCancelled)):
-        return "order", data.order_id
-    raise TypeError(f"no entity for {type(data).__name__}")
+    kind, id_field = _ENTITY_OF[type(envelope.data)]
+    return kind, getattr(envelope.data, id_field)
 
 
 class Aggregator:
     """Turns validated events into row updates; pure: no I/O, the store is any mapping."""
 
-    def __init__(self, tz: ZoneInfo, converter: CurrencyConverter, directory: Directory | None = None) -> None:
+    def __init__(self, tz: ZoneInfo, converter: CurrencyConverter, directory: Directory | None = None,
+                 horizon_days: int = customers.DEFAULT_HORIZON_DAYS) -> None:
         self.tz = tz
         self.converter = converter
         self.directory = directory if directory is not None else Directory()
-
-    def transition(self, kind: str, state, event_id: str, data):
-        if kind == "call":
-            return entities.next_call_state(state, event_id, data)
-        if kind == "deal":
-            return entities.next_deal_state(state, event_id, data, self.converter)
-        return entities.next_order_state(state, event_id, data, self.converter)
-
-    @staticmethod
-    def contributions(kind: str, state) -> list[entities.Contribution]:
-        if kind == "call":
-            return entities.call_contributions(state)
-        if kind == "deal":
-            return entities.deal_contributions(state)
-        return entities.order_contributions(state)
+        self.horizon_days = horizon_days
 
     def rows(self, contributions: Iterable[entities.Contribution], sign: int,
              into: dict[RowKey, dict[str, int]]) -> None:
@@ -131,16 +139,29 @@ class Aggregator:
                 buckets = [(SNAPSHOT, "")]
             else:
                 starts = bucket_starts(c.at, self.tz)
-                buckets = [(kind, starts[kind].isoformat()) for kind in PERIODS]
+                buckets = [(kind, starts[kind].isoformat()) for kind in (c.periods or PERIODS)]
             for dim, key in c.dims:
                 for period, start in buckets:
                     cell = into[RowKey(period, start, dim, key)]
                     for name, value in c.measures:
                         cell[name] = cell.get(name, 0) + sign * value
 
+    def customer_rows(self, customer_id: str, old, new, into: dict[RowKey, dict[str, int]]) -> None:
+        self.rows(customers.customer_contributions(customer_id, old, self.tz, self.horizon_days), -1, into)
+        self.rows(customers.customer_contributions(customer_id, new, self.tz, self.horizon_days), +1, into)
+
     def apply(self, store: Mapping[str, dict[str, Any]], events: Iterable[SourceEvent]) -> BatchResult:
         result = BatchResult()
-        states: dict[str, tuple[int, Any]] = {}  # entity rows changed in this batch
+        changed: dict[str, tuple[Any, Any]] = {}  # entity rows changed in this batch: (offsets, state)
+
+        def load(key: str):
+            """(offsets, state) of an entity row, as this batch left it or as stored."""
+            if key in changed:
+                return changed[key]
+            stored = store.get(key)
+            if stored is None:
+                return None, None
+            return stored["o"], states.state_from_json(stored["s"])
 
         def measure_row(k: str) -> dict[str, Any]:
             row = result.measures.get(k)
@@ -149,31 +170,7 @@ class Aggregator:
                 row = {"o": stored["o"], "m": dict(stored["m"])} if stored else {"o": -1, "m": {}}
             return row
 
-        for event in events:
-            env = event.envelope
-            kind, entity_id = _entity_of(env)
-            ekey = entity_key(event.partition, event.topic, entity_id)
-            if ekey in states:
-                last_offset, old = states[ekey]
-            else:
-                stored = store.get(ekey)
-                last_offset = stored["o"] if stored else -1
-                old = entities.state_from_json(stored["s"]) if stored else None
-            if event.offset <= last_offset:
-                result.outcomes[event.topic, "replayed"] += 1
-                continue
-            try:
-                new, outcome = self.transition(kind, old, env.id, env.data)
-            except ValueError as exc:  # e.g. a currency with no exchange rate
-                result.rejected.append((event, str(exc)))
-                continue
-            result.outcomes[event.topic, outcome] += 1
-            if outcome != entities.APPLIED:
-                continue
-            new = entities.enrich(new, self.directory)
-            deltas: dict[RowKey, dict[str, int]] = defaultdict(dict)
-            self.rows(self.contributions(kind, old), -1, deltas)
-            self.rows(self.contributions(kind, new), +1, deltas)
+        def book(event: SourceEvent, deltas: dict[RowKey, dict[str, int]]) -> None:
             for row_key, delta in deltas.items():
                 changes = {name: v for name, v in delta.items() if v}
                 if not changes:
@@ -191,10 +188,59 @@ class Aggregator:
                         measures.pop(name, None)
                 row["o"] = event.offset
                 result.measures[mkey] = row
-            states[ekey] = (event.offset, new)
 
-        for ekey, (offset, state) in states.items():
-            result.entities[ekey] = {"o": offset, "s": entities.state_to_json(state)}
+        for event in events:
+            env = event.envelope
+            kind, entity_id = _entity_of(env)
+            deltas: dict[RowKey, dict[str, int]] = defaultdict(dict)
+            if kind == "customer":  # customer.churned
+                ckey = customer_key(event.partition, entity_id)
+                offsets, old = load(ckey)
+                if event.offset <= (offsets or {}).get(event.topic, -1):
+                    result.outcomes[event.topic, "replayed"] += 1
+                    continue
+                new, changed_ = customers.with_churn(old, env.id, env.data.churned_at)
+                result.outcomes[event.topic, entities.APPLIED if changed_ else entities.DUPLICATE] += 1
+                if changed_:
+                    new = states.enrich_customer(entity_id, new, self.directory)
+                    self.customer_rows(entity_id, old, new, deltas)
+                    book(event, deltas)
+                    changed[ckey] = ({**(offsets or {}), event.topic: event.offset}, new)
+                continue
+
+            ekey = entity_key(event.partition, event.topic, kind, entity_id)
+            last_offset, old = load(ekey)
+            replayed = last_offset is not None and event.offset <= last_offset
+            if replayed:
+                result.outcomes[event.topic, "replayed"] += 1
+                new = old
+            else:
+                try:
+                    new, outcome = states.KINDS[kind].transition(old, env.id, env.data, self.converter)
+                except ValueError as exc:  # e.g. a currency with no exchange rate
+                    result.rejected.append((event, str(exc)))
+                    continue
+                result.outcomes[event.topic, outcome] += 1
+                if outcome != entities.APPLIED:
+                    continue
+                new = states.enrich(new, self.directory)
+                contributions = states.KINDS[kind].contributions
+                self.rows(contributions(old), -1, deltas)
+                self.rows(contributions(new), +1, deltas)
+                changed[ekey] = (event.offset, new)
+            if kind == "order" and new.customer_id is not None:
+                # The customer's row may lag its order's after a crash between the two writes.
+                ckey = customer_key(event.partition, new.customer_id)
+                offsets, customer = load(ckey)
+                if event.offset > (offsets or {}).get(event.topic, -1):
+                    updated = states.enrich_customer(new.customer_id, customers.with_order(customer, entity_id, new),
+                                                     self.directory)
+                    self.customer_rows(new.customer_id, customer, updated, deltas)
+                    changed[ckey] = ({**(offsets or {}), event.topic: event.offset}, updated)
+            book(event, deltas)
+
+        for key, (offsets, state) in changed.items():
+            result.entities[key] = {"o": offsets, "s": states.state_to_json(state)}
         return result
 
 

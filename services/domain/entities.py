@@ -8,12 +8,10 @@ give the right totals by construction.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
 
-from salespulse.domain.directory import Directory
 from salespulse.domain.events import (
     CallAnswered,
     CallEnded,
@@ -31,8 +29,13 @@ STAGE_PROBABILITY_BP: dict[str, int] = {
     "lead": 1_000, "qualified": 2_000, "proposal": 5_000, "negotiation": 7_500, "won": 10_000, "lost": 0,
 }
 CLOSED_STAGES = frozenset({"won", "lost"})
+QUALIFIED_STAGES = frozenset({"qualified", "proposal", "negotiation", "won"})
+HOT_LEAD_SCORE = 70  # a lead scored at or above this is hot
+# What a lead must carry to be a complete record of the prospecting file.
+LEAD_FIELDS = ("customer_id", "product", "source", "lead_score")
 
 APPLIED, DUPLICATE, STALE = "applied", "duplicate", "stale"
+WINDOW_PERIODS = ("day", "month", "year")  # the rows a date-window sum reads (windows.py)
 UNKNOWN = "unknown"  # the dimension value of an attribute the event did not carry
 
 
@@ -42,11 +45,14 @@ class Contribution:
 
     `at` is the business instant whose period buckets receive them; None means the
     measures describe current state (the `now` pseudo-period), such as open pipeline.
+    `periods` narrows the kinds of bucket: e.g. a measure only summed over date windows
+    needs day, month and year rows, and "new in the period" differs by kind.
     """
 
     at: datetime | None
     dims: tuple[tuple[str, str], ...]
     measures: tuple[tuple[str, int], ...]
+    periods: tuple[str, ...] | None = None  # the period kinds that receive it; None: all
 
 
 Dims = tuple[tuple[str, str], ...]
@@ -57,7 +63,7 @@ def rep_dims(rep_id: str, team: str | None, region: str | None) -> Dims:
     return (("all", "all"), ("rep", rep_id), ("team", team or UNKNOWN), ("region", region or UNKNOWN))
 
 
-def _remember(seen: tuple[str, ...], event_id: str) -> tuple[str, ...]:
+def remember(seen: tuple[str, ...], event_id: str) -> tuple[str, ...]:
     return (seen + (event_id,))[-SEEN_IDS_KEPT:]
 
 
@@ -107,7 +113,7 @@ def next_call_state(state: CallState | None, event_id: str, event) -> tuple[Call
     else:  # an earlier stage arriving late only fills what is still unknown
         merged = {k: v for k, v in known.items() if v is not None and getattr(state, k) is None}
         new = replace(state, **merged)
-    return replace(new, seen=_remember(state.seen, event_id)), APPLIED
+    return replace(new, seen=remember(state.seen, event_id)), APPLIED
 
 
 def call_contributions(state: CallState | None) -> list[Contribution]:
@@ -153,6 +159,11 @@ class DealState:
     team: str | None = None  # the rep's when the deal last changed (from the directory)
     region: str | None = None
     sector: str | None = None  # the customer's
+    qualified: bool = False  # reached a stage past `lead` in an update seen so far
+
+    @property
+    def complete(self) -> bool:
+        return all(getattr(self, name) is not None for name in LEAD_FIELDS)
 
 
 def next_deal_state(
@@ -175,33 +186,51 @@ def next_deal_state(
         created_at=event.created_at,
         updated_at=event.updated_at,
         closed_at=event.closed_at,
-        seen=_remember(state.seen if state else (), event_id),
+        seen=remember(state.seen if state else (), event_id),
         product=event.product,
         customer_id=event.customer_id,
         source=event.source,
         lead_score=event.lead_score,
         loss_reason=event.loss_reason,
+        qualified=(state is not None and state.qualified) or event.stage in QUALIFIED_STAGES,
     )
     return new, APPLIED
 
 
 def deal_contributions(state: DealState | None) -> list[Contribution]:
+    """Open deals now; won or lost in the period they closed; and, in the period the deal was
+    created, the lead it started as (a lead cohort: converted, hot, qualified)."""
     if state is None:
         return []
     dims = rep_dims(state.rep_id, state.team, state.region) + (
         ("product", state.product or UNKNOWN), ("customer", state.customer_id or UNKNOWN),
         ("sector", state.sector or UNKNOWN), ("source", state.source or UNKNOWN))
+    lead = {"leads": 1}
+    if state.stage == "won":
+        lead["leads_converted"] = 1
+    if state.lead_score is not None and state.lead_score >= HOT_LEAD_SCORE:
+        lead["hot_leads"] = 1
+    if state.qualified and state.complete:
+        lead["leads_qualified"] = 1
+    out = [Contribution(state.created_at, dims, tuple(lead.items())),
+           # A deal counts as worked from its creation to its close: window sums of these give
+           # the deals open at any time in a period (close_rate's denominator).
+           Contribution(state.created_at, dims, (("deals_created", 1),), WINDOW_PERIODS)]
     if state.stage not in CLOSED_STAGES:
         measures = (
             ("open_deals", 1),
             ("open_cents", state.amount_cents),
             ("weighted_cents_bp", state.amount_cents * state.probability_bp),
         )
-        return [Contribution(None, dims, measures)]
+        return out + [Contribution(None, dims, measures)]
     closed_at = state.closed_at or state.updated_at
+    out.append(Contribution(closed_at, dims, (("deals_closed", 1),), WINDOW_PERIODS))
     if state.stage == "won":
-        return [Contribution(closed_at, dims, (("deals_won", 1), ("won_cents", state.amount_cents)))]
-    return [Contribution(closed_at, dims, (("deals_lost", 1), ("lost_cents", state.amount_cents)))]
+        cycle_s = max(0, int((closed_at - state.created_at).total_seconds()))
+        won = (("deals_won", 1), ("won_cents", state.amount_cents), ("won_cycle_s", cycle_s))
+        return out + [Contribution(closed_at, dims, won)]
+    lost = (("deals_lost", 1), ("lost_cents", state.amount_cents))
+    return out + [Contribution(closed_at, dims + (("reason", state.loss_reason or UNKNOWN),), lost)]
 
 
 # --- orders ------------------------------------------------------------------------------
@@ -257,8 +286,8 @@ def next_order_state(
     else:
         if current.cancelled_at is not None:
             return state, DUPLICATE
-        new = replace(current, cancelled_at=event.cancelled_at)
-    return replace(new, seen=_remember(current.seen, event_id)), APPLIED
+        new = replace(current, cancelled_at=event.cancelled_at, customer_id=current.customer_id or event.customer_id)
+    return replace(new, seen=remember(current.seen, event_id)), APPLIED
 
 
 def product_lines(event: OrderPlaced, converter: CurrencyConverter) -> tuple[ProductLine, ...]:
@@ -294,65 +323,3 @@ def order_contributions(state: OrderState | None) -> list[Contribution]:
             reversed_ = tuple((name, -value) for name, value in placed) + (("orders_cancelled", 1),)
             out.append(Contribution(state.cancelled_at, dims, reversed_))
     return out
-
-
-# --- reference data ----------------------------------------------------------------------
-
-def enrich(state, directory: Directory):
-    """The state with the team, region, sector and categories the directory gives it now.
-
-    Called after every applied event, so an entity's next event also corrects an attribution
-    made before its directory record arrived. The rep's team is taken at the entity's own
-    business time: when the call started, when the deal last changed, when the order was placed.
-    """
-    if isinstance(state, CallState):
-        team, region = directory.team_region(state.rep_id, state.started_at)
-        return replace(state, team=team, region=region)
-    if isinstance(state, DealState):
-        team, region = directory.team_region(state.rep_id, state.updated_at)
-        sector = directory.sector(state.customer_id) if state.customer_id else None  # None: `unknown`
-        return replace(state, team=team, region=region, sector=sector)
-    if isinstance(state, OrderState) and state.placed_at is not None and state.rep_id is not None:
-        team, region = directory.team_region(state.rep_id, state.placed_at)
-        products = tuple(replace(p, category=directory.category(p.product)) for p in state.products)
-        return replace(state, team=team, region=region, sector=directory.sector(state.customer_id),
-                       products=products)
-    return state
-
-
-# --- storage form ------------------------------------------------------------------------
-
-STATE_CLASSES: dict[str, type] = {"call": CallState, "deal": DealState, "order": OrderState}
-_KIND_OF = {cls: kind for kind, cls in STATE_CLASSES.items()}
-
-
-def state_to_json(state) -> dict[str, Any]:
-    """A JSON-ready dict; datetimes as ISO strings (every datetime field ends in `_at`)."""
-    out: dict[str, Any] = {"kind": _KIND_OF[type(state)]}
-    for f in fields(state):
-        value = getattr(state, f.name)
-        if isinstance(value, datetime):
-            value = value.isoformat()
-        elif f.name == "products":
-            value = [[p.product, p.revenue_cents, p.cost_cents, p.category] for p in value]
-        elif isinstance(value, tuple):
-            value = list(value)
-        out[f.name] = value
-    return out
-
-
-def state_from_json(doc: dict[str, Any]):
-    cls = STATE_CLASSES[doc["kind"]]
-    kwargs = {}
-    for f in fields(cls):
-        if f.name not in doc:
-            continue
-        value = doc[f.name]
-        if value is not None and f.name.endswith("_at"):
-            value = datetime.fromisoformat(value)
-        elif f.name == "products":
-            value = tuple(ProductLine(*line) for line in value)
-        elif isinstance(value, list):
-            value = tuple(value)
-        kwargs[f.name] = value
-    return cls(**kwargs)

@@ -84,12 +84,81 @@ class OrderPlaced:
 @dataclass(frozen=True, slots=True)
 class OrderCancelled:
     order_id: str
+    customer_id: str
     cancelled_at: datetime
     reason: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ActivityLogged:
+    activity_id: str
+    rep_id: str
+    kind: str  # meeting | visit | email
+    party: str  # prospect | customer
+    occurred_at: datetime
+    updated_at: datetime
+    customer_id: str | None = None
+    deal_id: str | None = None
+    participants: tuple[str, ...] | None = None
+    result: str | None = None  # none | follow_up | deal | order
+    notes: str | None = None
+    next_step: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SurveyAnswered:
+    survey_id: str
+    customer_id: str
+    kind: str  # csat | nps | review
+    score: int
+    answered_at: datetime
+    rep_id: str | None = None
+    comment: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceIssued:
+    invoice_id: str
+    customer_id: str
+    amount: Decimal
+    currency: str
+    issued_at: datetime
+    due_at: datetime
+    rep_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentReceived:
+    payment_id: str
+    invoice_id: str
+    customer_id: str
+    amount: Decimal
+    currency: str
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerChurned:
+    customer_id: str
+    churned_at: datetime
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SpendRecorded:
+    spend_id: str
+    campaign: str
+    amount: Decimal
+    currency: str
+    spent_at: datetime
+    source: str | None = None
+
+
 CallEvent = CallStarted | CallAnswered | CallEnded
-DomainEvent = CallStarted | CallAnswered | CallEnded | DealChanged | OrderPlaced | OrderCancelled
+DomainEvent = (
+    CallStarted | CallAnswered | CallEnded | DealChanged | OrderPlaced | OrderCancelled | ActivityLogged
+    | SurveyAnswered | InvoiceIssued | PaymentReceived | CustomerChurned | SpendRecorded
+)
 
 EVENT_CLASSES: dict[str, type] = {
     "call.started": CallStarted,
@@ -98,6 +167,12 @@ EVENT_CLASSES: dict[str, type] = {
     "deal.changed": DealChanged,
     "order.placed": OrderPlaced,
     "order.cancelled": OrderCancelled,
+    "activity.logged": ActivityLogged,
+    "survey.answered": SurveyAnswered,
+    "invoice.issued": InvoiceIssued,
+    "payment.received": PaymentReceived,
+    "customer.churned": CustomerChurned,
+    "spend.recorded": SpendRecorded,
 }
 
 

@@ -72,7 +72,7 @@ class Processor:
         self.directory = Directory()
         self.follower = DirectoryFollower(settings.kafka_bootstrap_servers, self.directory)
         self.aggregator = Aggregator(self.tz, CurrencyConverter(settings.reporting_currency, settings.fx_rates),
-                                     self.directory)
+                                     self.directory, settings.customer_activity_days)
         self.table = table
         self.deadletter = deadletter
         self.readmodel = readmodel
@@ -178,13 +178,14 @@ class Processor:
         now = datetime.now(timezone.utc)
         for row_key, topics in touched.items():
             measures = merged[row_key]
-            for topic in topics:
-                for kpi in KPIS_BY_SOURCE[topic]:
-                    if kpi.snapshot != (row_key.period == SNAPSHOT) or row_key.dim not in kpi.dimensions:
-                        continue
-                    value = value_row(kpi, row_key, measures, book, now, self.tz)
-                    key, doc = kpi_update(kpi, row_key, value, measures.as_of)
-                    sent.append(await producer.send(KPI_UPDATES, key, doc, None, None, None))
+            kpis = {kpi.id: kpi for topic in topics for kpi in KPIS_BY_SOURCE[topic]}
+            for kpi in kpis.values():
+                if (not kpi.live or kpi.snapshot != (row_key.period == SNAPSHOT)
+                        or row_key.dim not in kpi.dimensions):
+                    continue
+                value = value_row(kpi, row_key, measures, book, now, self.tz)
+                key, doc = kpi_update(kpi, row_key, value, measures.as_of)
+                sent.append(await producer.send(KPI_UPDATES, key, doc, None, None, None))
         await asyncio.gather(*sent)
         metrics.KPI_UPDATES.inc(len(sent))
 

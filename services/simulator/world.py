@@ -78,7 +78,7 @@ def iso(moment: datetime) -> str:
 
 
 class World:
-    """Reps, customers and open deals; schedules the events of calls, deals and orders."""
+    """Reps, customers and open deals; schedules the events of every kind the catalog reads."""
 
     def __init__(self, rng: random.Random, tz: ZoneInfo, reps: int = 24, customers: int = 400) -> None:
         self.rng = rng
@@ -136,12 +136,82 @@ class World:
 
     def start_something(self, now: datetime) -> None:
         roll = self.rng.random()
-        if roll < 0.62:
+        if roll < 0.50:
             self.start_call(now)
-        elif roll < 0.80:
+        elif roll < 0.65:
             self.advance_deal(now)
-        else:
+        elif roll < 0.80:
             self.place_order(now, self.pick_rep(), self.rng.choice(self.customers))
+        elif roll < 0.90:
+            self.log_activity(now)
+        elif roll < 0.95:
+            self.survey(now)
+        elif roll < 0.985:
+            self.invoice(now)
+        elif roll < 0.995:
+            self.spend(now)
+        else:
+            self.churn(now)
+
+    def _id(self, prefix: str) -> str:
+        return f"{prefix}-{uuid.UUID(int=self.rng.getrandbits(128)).hex[:10]}"
+
+    def log_activity(self, now: datetime) -> None:
+        """A meeting, visit or email; half the reports are completed an hour later."""
+        rng, rep = self.rng, self.pick_rep()
+        activity_id = self._id("act")
+        kind = rng.choices(["meeting", "visit", "email"], weights=[3, 2, 5])[0]
+        data = {"activity_id": activity_id, "rep_id": rep.rep_id, "kind": kind,
+                "party": "prospect" if rng.random() < 0.4 else "customer", "occurred_at": iso(now),
+                "updated_at": iso(now), "customer_id": rng.choice(self.customers)}
+        if kind != "email" and rng.random() < 0.3:
+            data["participants"] = [self.pick_rep().rep_id for _ in range(rng.randint(1, 2))]
+            data["participants"] = sorted(set(data["participants"]) - {rep.rep_id}) or [self.reps[0].rep_id]
+        self._schedule(now, "sales.activities", activity_id, self._event("activity.logged", "crm/activities", now, data))
+        if rng.random() < 0.5:
+            later = now + timedelta(hours=1)
+            report = {**data, "updated_at": iso(later), "notes": "Discussed needs and budget.",
+                      "next_step": "Send a proposal", "result": rng.choice(["none", "follow_up", "deal", "order"])}
+            self._schedule(later, "sales.activities", activity_id,
+                           self._event("activity.logged", "crm/activities", later, report))
+
+    def survey(self, now: datetime) -> None:
+        rng = self.rng
+        kind = rng.choice(["csat", "nps", "review"])
+        score = min(10, max(0, round(rng.gauss(8, 2)))) if kind == "nps" else rng.choices([1, 2, 3, 4, 5], [1, 1, 3, 6, 5])[0]
+        customer = rng.choice(self.customers)
+        data = {"survey_id": self._id("srv"), "customer_id": customer, "kind": kind, "score": score,
+                "answered_at": iso(now), "rep_id": self.pick_rep().rep_id}
+        self._schedule(now, "sales.customers", customer, self._event("survey.answered", "survey/typeform", now, data))
+
+    def invoice(self, now: datetime) -> None:
+        """An invoice due in 30 days; most are paid, some late, some in two instalments."""
+        rng = self.rng
+        customer, invoice_id = rng.choice(self.customers), self._id("inv")
+        amount = Decimal(rng.randint(200, 20_000))
+        due = now + timedelta(days=30)
+        self._schedule(now, "sales.customers", customer, self._event("invoice.issued", "erp/billing", now, {
+            "invoice_id": invoice_id, "customer_id": customer, "amount": str(amount), "currency": "EUR",
+            "issued_at": iso(now), "due_at": iso(due), "rep_id": self.pick_rep().rep_id}))
+        parts = [amount] if rng.random() < 0.7 else [amount / 2, amount / 2]
+        for i, part in enumerate(parts if rng.random() < 0.85 else parts[:-1]):
+            paid = now + timedelta(minutes=rng.randint(1, 120) * (i + 1))
+            self._schedule(paid, "sales.customers", customer, self._event("payment.received", "erp/billing", paid, {
+                "payment_id": f"{invoice_id}-{i}", "invoice_id": invoice_id, "customer_id": customer,
+                "amount": str(part), "currency": "EUR", "received_at": iso(paid)}))
+
+    def spend(self, now: datetime) -> None:
+        rng = self.rng
+        source = rng.choice(LEAD_SOURCES)
+        campaign = f"{source}-{now.astimezone(self.tz):%Y-%m}"
+        self._schedule(now, "sales.spend", campaign, self._event("spend.recorded", "marketing/ads", now, {
+            "spend_id": self._id("spd"), "campaign": campaign, "amount": str(rng.randint(50, 2_000)),
+            "currency": "EUR", "spent_at": iso(now), "source": source}))
+
+    def churn(self, now: datetime) -> None:
+        customer = self.rng.choice(self.customers)
+        self._schedule(now, "sales.customers", customer, self._event("customer.churned", "crm/accounts", now, {
+            "customer_id": customer, "churned_at": iso(now), "reason": self.rng.choice(["price", "service", "closed"])}))
 
     def start_call(self, now: datetime) -> None:
         rng, rep = self.rng, self.pick_rep()
@@ -217,9 +287,10 @@ class World:
                 "currency": "EUR", "channel": rng.choice(["field", "phone", "web"]),
                 "lines": [{"product": p[0], "quantity": q, "unit_price": str(p[1]), "unit_cost": str(p[2])}
                           for p, q in lines]}
-        self._schedule(now, "sales.orders", order_id, self._event("order.placed", "erp/orders", now, data))
+        self._schedule(now, "sales.orders", customer_id, self._event("order.placed", "erp/orders", now, data))
         if rng.random() < 0.04:
             cancelled_at = now + timedelta(seconds=rng.randint(20, 300))
-            self._schedule(cancelled_at, "sales.orders", order_id, self._event(
+            self._schedule(cancelled_at, "sales.orders", customer_id, self._event(
                 "order.cancelled", "erp/orders", cancelled_at,
-                {"order_id": order_id, "cancelled_at": iso(cancelled_at), "reason": "customer_request"}))
+                {"order_id": order_id, "customer_id": customer_id, "cancelled_at": iso(cancelled_at),
+                 "reason": "customer_request"}))

@@ -17,7 +17,10 @@ async def test_the_catalog_describes_every_kpi(api):
     assert catalog["revenue"]["unit"] == "currency" and catalog["revenue"]["currency"] == "EUR"
     assert catalog["calls_missed"]["direction"] == "down"
     assert catalog["pipeline_value"]["periods"] == ["now"]
-    assert all(k["description"] and k["dimensions"][:4] == ["all", "rep", "team", "region"] for k in catalog.values())
+    known = {"all", "rep", "team", "region", "sector", "product", "category", "customer", "source", "channel", "reason"}
+    assert all(k["description"] and k["dimensions"] and set(k["dimensions"]) <= known for k in catalog.values())
+    assert catalog["top_customers"]["dimensions"] == ["customer"] and catalog["top_customers"]["top"] == 10
+    assert catalog["revenue"]["live"] and not catalog["active_customers"]["live"]
     assert "product" in catalog["revenue"]["dimensions"] and "source" in catalog["win_rate"]["dimensions"]
     assert "product" not in catalog["talk_time"]["dimensions"]
 

@@ -32,7 +32,7 @@ async def test_a_rep_moving_team_keeps_history_and_new_orders_follow_the_rep(api
     # Produced after the directory changes were acknowledged: they must apply.
     for event in [order(unique("o"), rep, customer, "2024-03-14T23:30:00+01:00", [(product, "100.10"), ("other", "5")], "web"),
                   order(unique("o"), rep, customer, "2024-03-15T00:30:00+01:00", [(product, "7")], "shop")]:
-        await send(producer, "sales.orders", event["data"]["order_id"], event)
+        await send(producer, "sales.orders", event["data"]["customer_id"], event)
 
     await expect(api, team_a, "2024-03-01", {"revenue": 105.10, "orders": 1}, by="team", period="month")
     await expect(api, team_b, "2024-03-01", {"revenue": 7, "orders": 1}, by="team", period="month")

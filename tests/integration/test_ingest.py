@@ -16,11 +16,12 @@ def ended_call(rep: str, call_id: str, **overrides) -> dict:
 
 
 async def test_a_batch_is_produced_to_its_topics_keyed_by_entity(api, kafka_bootstrap):
-    rep = unique("rep")
+    """Calls by call, orders by customer (so a customer's orders share a partition)."""
+    rep, customer = unique("rep"), unique("cust")
     order_id = unique("ord")
     batch = [
         ended_call(rep, unique("c")),
-        cloudevent("order.placed", {"order_id": order_id, "customer_id": "c", "rep_id": rep,
+        cloudevent("order.placed", {"order_id": order_id, "customer_id": customer, "rep_id": rep,
                                     "placed_at": "2025-11-03T10:00:00+01:00", "currency": "EUR",
                                     "lines": [{"product": "p", "quantity": 1, "unit_price": 10, "unit_cost": 1}]}),
     ]
@@ -30,7 +31,7 @@ async def test_a_batch_is_produced_to_its_topics_keyed_by_entity(api, kafka_boot
     assert body["accepted"] == 2
     assert [(e["id"], e["topic"]) for e in body["events"]] == [
         (batch[0]["id"], "sales.calls"), (batch[1]["id"], "sales.orders")]
-    records = await consume(kafka_bootstrap, "sales.orders", lambda r: r.key == order_id.encode())
+    records = await consume(kafka_bootstrap, "sales.orders", lambda r: r.key == customer.encode())
     assert [(r.partition, r.offset) for r in records] == [(body["events"][1]["partition"], body["events"][1]["offset"])]
     assert orjson.loads(records[0].value) == batch[1]
 

@@ -73,16 +73,17 @@ def order(order_id: str, rep: str, placed_at: str, lines: list[tuple[str, int, s
 async def test_orders_give_exact_revenue_and_margin_and_a_cancellation_subtracts_when_it_happens(api, producer):
     rep = unique("rep")
     o1, o2 = unique("ord"), unique("ord")
-    await send(producer, "sales.orders", o1, order(o1, rep, "2025-03-05T11:00:00+01:00",
+    await send(producer, "sales.orders", "cust-1", order(o1, rep, "2025-03-05T11:00:00+01:00",
                                                    [("crm-seat", 3, "19.99", "7.50"), ("headset", 1, 0.1, 0.05)]))
-    await send(producer, "sales.orders", o2, order(o2, rep, "2025-03-20T16:00:00+01:00",
+    await send(producer, "sales.orders", "cust-1", order(o2, rep, "2025-03-20T16:00:00+01:00",
                                                    [("onboarding-day", 2, "950.00", "520.00")]))
     await expect(api, rep, "2025-03-01", {
         "revenue": Decimal("1960.07"), "orders": 2, "average_order_value": Decimal("980.035"),
         "gross_margin": Decimal("1960.07") - Decimal("1062.55"),
     }, period="month")
-    cancel = cloudevent("order.cancelled", {"order_id": o1, "cancelled_at": "2025-04-02T09:00:00+02:00"})
-    await send(producer, "sales.orders", o1, cancel)
+    cancel = cloudevent("order.cancelled", {"order_id": o1, "customer_id": "cust-1",
+                                            "cancelled_at": "2025-04-02T09:00:00+02:00"})
+    await send(producer, "sales.orders", "cust-1", cancel)
     await expect(api, rep, "2025-04-01", {"revenue": Decimal("-60.07"), "orders": -1}, period="month")
     await expect(api, rep, "2025-03-01", {"revenue": Decimal("1960.07"), "orders": 2}, period="month")
     await expect(api, rep, "2025-01-01", {"revenue": Decimal("1900.00"), "orders": 1,
@@ -93,10 +94,10 @@ async def test_orders_give_exact_revenue_and_margin_and_a_cancellation_subtracts
 async def test_a_late_event_lands_in_the_month_it_belongs_to(api, producer):
     rep = unique("rep")
     current, late = unique("ord"), unique("ord")
-    await send(producer, "sales.orders", current, order(current, rep, "2025-05-02T10:00:00+02:00",
+    await send(producer, "sales.orders", "cust-1", order(current, rep, "2025-05-02T10:00:00+02:00",
                                                         [("crm-seat", 1, "100", "10")]))
     await expect(api, rep, "2025-05-01", {"revenue": 100}, period="month")
-    await send(producer, "sales.orders", late, order(late, rep, "2025-04-30T15:00:00+02:00",
+    await send(producer, "sales.orders", "cust-1", order(late, rep, "2025-04-30T15:00:00+02:00",
                                                      [("crm-seat", 1, "40", "10")]))
     await expect(api, rep, "2025-04-01", {"revenue": 40}, period="month")
     await expect(api, rep, "2025-05-01", {"revenue": 100}, period="month")
@@ -141,7 +142,7 @@ async def test_the_company_total_sums_every_rep(api, producer):
     reps = sorted(unique("rep") for _ in range(3))
     for quantity, rep in zip([1, 2, 2], reps):
         o = unique("ord")
-        await send(producer, "sales.orders", o, order(o, rep, f"{year_day}T12:00:00+02:00",
+        await send(producer, "sales.orders", "cust-1", order(o, rep, f"{year_day}T12:00:00+02:00",
                                                       [("crm-seat", quantity, "10.10", "1")]))
     await expect(api, "all", year_day, {"revenue": Decimal("50.50"), "orders": 3}, by="all")
     await expect(api, reps[1], year_day, {"revenue": Decimal("20.20")})
@@ -180,7 +181,7 @@ async def test_invalid_events_go_to_the_deadletter_topic_with_their_reason(api, 
 async def test_targets_give_attainment_pace_and_level_and_survive_losing_redis(api, producer, settings):
     rep = unique("rep")
     o = unique("ord")
-    await send(producer, "sales.orders", o, order(o, rep, "2025-09-10T10:00:00+02:00", [("p", 1, "6000", "1")]))
+    await send(producer, "sales.orders", "cust-1", order(o, rep, "2025-09-10T10:00:00+02:00", [("p", 1, "6000", "1")]))
     await expect(api, rep, "2025-09-01", {"revenue": 6000}, period="month")
     response = await api.put(f"/api/v1/targets/revenue/rep/{rep}/2025-09", json={"target": 8000})
     assert response.status_code == 200, response.text
@@ -213,7 +214,7 @@ async def test_targets_give_attainment_pace_and_level_and_survive_losing_redis(a
 
 async def test_kpi_values_are_published_on_kpi_updates(api, producer, kafka_bootstrap):
     rep, o = unique("rep"), unique("ord")
-    await send(producer, "sales.orders", o, order(o, rep, "2025-08-08T10:00:00+02:00", [("p", 2, "12.5", "2")]))
+    await send(producer, "sales.orders", "cust-1", order(o, rep, "2025-08-08T10:00:00+02:00", [("p", 2, "12.5", "2")]))
     key = f"revenue/rep/{rep}/month/2025-08-01"
     records = await consume(kafka_bootstrap, "kpi.updates", lambda r: r.key == key.encode())
     doc = orjson.loads(records[-1].value)

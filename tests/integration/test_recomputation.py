@@ -114,15 +114,17 @@ def generate(rng: random.Random, tag: str) -> list[tuple[str, str, dict]]:
         lines = [{"product": rng.choice(products), "quantity": rng.choice([1, 2, 3, 10, 2.5]),
                   "unit_price": rng.choice([f"{rng.randint(1, 2000)}.{rng.randint(0, 99):02d}", round(rng.uniform(1, 500), 2), "0.005"]),
                   "unit_cost": f"{rng.randint(0, 900)}.{rng.randint(0, 99):02d}"} for _ in range(rng.randint(1, 4))]
-        placed_event = ("sales.orders", order_id, "order.placed", {
-            "order_id": order_id, "customer_id": rng.choice(customers), "rep_id": rng.choice(reps),
+        customer = rng.choice(customers)
+        placed_event = ("sales.orders", customer, "order.placed", {
+            "order_id": order_id, "customer_id": customer, "rep_id": rng.choice(reps),
             "placed_at": iso(placed), "currency": "EUR", "lines": lines})
         if rng.random() < 0.7:
             placed_event[3]["channel"] = rng.choice(channels)
         cancel = None
         if rng.random() < 0.1:
-            cancel = ("sales.orders", order_id, "order.cancelled",
-                      {"order_id": order_id, "cancelled_at": iso(placed + timedelta(days=rng.randint(0, 45)))})
+            cancel = ("sales.orders", customer, "order.cancelled",
+                      {"order_id": order_id, "customer_id": customer,
+                       "cancelled_at": iso(placed + timedelta(days=rng.randint(0, 45)))})
         if cancel and rng.random() < 0.3:  # the cancellation overtakes its order
             event(*cancel)
             event(*placed_event)

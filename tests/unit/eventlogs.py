@@ -1,4 +1,4 @@
-"""Hypothesis strategies for consistent event logs: calls, deals and orders as they happen."""
+"""Hypothesis strategies for consistent event logs: every event type, as they happen."""
 
 from __future__ import annotations
 
@@ -9,14 +9,20 @@ from hypothesis import strategies as st
 
 from salespulse.domain.directory import Assignment, CustomerRecord, Directory, ProductRecord, RepRecord
 from salespulse.domain.events import (
+    ActivityLogged,
     CallAnswered,
     CallEnded,
     CallStarted,
+    CustomerChurned,
     DealChanged,
     Envelope,
+    InvoiceIssued,
     OrderCancelled,
     OrderLine,
     OrderPlaced,
+    PaymentReceived,
+    SpendRecorded,
+    SurveyAnswered,
 )
 
 EPOCH = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -87,24 +93,78 @@ def order_events(draw, n: int) -> list[Envelope]:
         OrderLine(f"p{draw(st.integers(1, 4))}", Decimal(draw(st.integers(1, 20))), draw(money), draw(money))
         for _ in range(draw(st.integers(1, 3)))
     )
+    customer = draw(st.sampled_from(CUSTOMERS))
     out = [envelope(f"{order_id}-p", "order.placed",
-                    OrderPlaced(order_id, draw(st.sampled_from(CUSTOMERS)), draw(st.sampled_from(REPS)), placed,
+                    OrderPlaced(order_id, customer, draw(st.sampled_from(REPS)), placed,
                                 "EUR", lines, draw(st.sampled_from([None, "web", "shop"]))))]
     if draw(st.booleans()):
         cancelled = placed + timedelta(seconds=draw(st.integers(1, 86400 * 60)))
-        out.append(envelope(f"{order_id}-c", "order.cancelled", OrderCancelled(order_id, cancelled)))
+        out.append(envelope(f"{order_id}-c", "order.cancelled", OrderCancelled(order_id, customer, cancelled)))
     return out
 
 
-TOPIC_OF = {"call": "sales.calls", "deal": "sales.deals", "order": "sales.orders"}
+@st.composite
+def activity_events(draw, n: int) -> list[Envelope]:
+    """An activity logged, and sometimes logged again with a completed report."""
+    activity_id = f"activity-{n}"
+
+    occurred = draw(moments)
+
+    def logged(event_id: str, complete: bool, version: int) -> Envelope:
+        return envelope(event_id, "activity.logged", ActivityLogged(
+            activity_id, draw(st.sampled_from(REPS)), draw(st.sampled_from(["meeting", "visit", "email"])),
+            draw(st.sampled_from(["prospect", "customer"])), occurred, occurred + timedelta(hours=version),
+            customer_id=draw(st.sampled_from([None, *CUSTOMERS])),
+            participants=draw(st.sampled_from([None, (), ("rep-2",)])),
+            result=draw(st.sampled_from([None, "none", "deal", "order"])),
+            notes="notes" if complete else None, next_step="call back" if complete else None))
+
+    out = [logged(f"{activity_id}-1", draw(st.booleans()), 1)]
+    if draw(st.booleans()):
+        out.append(logged(f"{activity_id}-2", True, 2))
+    return out
+
+
+@st.composite
+def customer_events(draw, n: int) -> list[Envelope]:
+    """On sales.customers: a survey answer, an invoice with payments, or a churn."""
+    customer = draw(st.sampled_from(CUSTOMERS))
+    what = draw(st.sampled_from(["survey", "invoice", "churn"]))
+    if what == "survey":
+        kind = draw(st.sampled_from(["csat", "nps", "review"]))
+        score = draw(st.integers(0, 10) if kind == "nps" else st.integers(1, 5))
+        return [envelope(f"survey-{n}", "survey.answered", SurveyAnswered(
+            f"survey-{n}", customer, kind, score, draw(moments), draw(st.sampled_from([None, *REPS]))))]
+    if what == "churn":
+        return [envelope(f"churn-{n}", "customer.churned", CustomerChurned(customer, draw(moments)))]
+    invoice_id, issued = f"invoice-{n}", draw(moments)
+    out = [envelope(f"{invoice_id}-i", "invoice.issued", InvoiceIssued(
+        invoice_id, customer, draw(money), "EUR", issued, issued + timedelta(days=draw(st.integers(0, 60))),
+        draw(st.sampled_from([None, *REPS]))))]
+    for k in range(draw(st.integers(0, 2))):
+        out.append(envelope(f"{invoice_id}-p{k}", "payment.received", PaymentReceived(
+            f"{invoice_id}-payment-{k}", invoice_id, customer, draw(money), "EUR", draw(moments))))
+    return out
+
+
+@st.composite
+def spend_events(draw, n: int) -> list[Envelope]:
+    return [envelope(f"spend-{n}", "spend.recorded", SpendRecorded(
+        f"spend-{n}", draw(st.sampled_from(["fair", "ads"])), draw(money), "EUR", draw(moments),
+        draw(st.sampled_from([None, "web", "fair"]))))]
+
+
+STRATEGIES = {"call": (call_events, "sales.calls"), "deal": (deal_events, "sales.deals"),
+              "order": (order_events, "sales.orders"), "activity": (activity_events, "sales.activities"),
+              "customer": (customer_events, "sales.customers"), "spend": (spend_events, "sales.spend")}
 
 
 @st.composite
 def event_logs(draw, max_entities: int = 12) -> list[tuple[str, Envelope]]:
     """(topic, envelope) for a few entities, in one arbitrary arrival order."""
-    kinds = draw(st.lists(st.sampled_from(["call", "deal", "order"]), min_size=0, max_size=max_entities))
+    kinds = draw(st.lists(st.sampled_from(sorted(STRATEGIES)), min_size=0, max_size=max_entities))
     events = []
     for n, kind in enumerate(kinds):
-        strategy = {"call": call_events, "deal": deal_events, "order": order_events}[kind]
-        events += [(TOPIC_OF[kind], e) for e in draw(strategy(n))]
+        strategy, topic = STRATEGIES[kind]
+        events += [(topic, e) for e in draw(strategy(n))]
     return draw(st.permutations(events))

@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from salespulse.contracts.events import ROUTES
 from salespulse.domain.aggregation import (
     Aggregator,
     SourceEvent,
@@ -22,8 +23,8 @@ aggregator = Aggregator(TZ, CurrencyConverter("EUR"), directory())
 
 
 def partition_of(envelope, partitions: int) -> int:
-    return hash(getattr(envelope.data, "call_id", None) or getattr(envelope.data, "deal_id", None)
-                or envelope.data.order_id) % partitions
+    """The partition its producer's key sends it to (orders go by customer)."""
+    return hash(getattr(envelope.data, ROUTES[envelope.type].key_field)) % partitions
 
 
 def run(log, batch_sizes=None, partitions: int = 1, store=None):

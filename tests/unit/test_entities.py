@@ -10,16 +10,14 @@ from salespulse.domain.entities import (
     STALE,
     call_contributions,
     deal_contributions,
-    enrich,
     next_call_state,
     next_deal_state,
     next_order_state,
     order_contributions,
-    state_from_json,
-    state_to_json,
 )
 from salespulse.domain.events import CallAnswered, CallEnded, CallStarted, DealChanged, OrderCancelled, OrderLine, OrderPlaced
 from salespulse.domain.money import CurrencyConverter
+from salespulse.domain.states import enrich, state_from_json, state_to_json
 
 T0 = datetime(2026, 11, 22, 9, 0, tzinfo=timezone.utc)
 FX = CurrencyConverter("EUR")
@@ -65,7 +63,9 @@ def deal(stage, minutes, amount="1000", **kw):
 def test_an_older_deal_update_is_ignored():
     state, _ = next_deal_state(None, "e2", deal("won", 10), FX)
     assert next_deal_state(state, "e1", deal("proposal", 5), FX) == (state, STALE)
-    assert measures(deal_contributions(state)) == {"deals_won": 1, "won_cents": 100_000}
+    assert measures(deal_contributions(state)) == {
+        "deals_won": 1, "won_cents": 100_000, "won_cycle_s": 600, "deals_created": 1, "deals_closed": 1,
+        "leads": 1, "leads_converted": 1}
 
 
 def test_reopening_a_won_deal_takes_the_win_back():
@@ -73,12 +73,12 @@ def test_reopening_a_won_deal_takes_the_win_back():
     reopened, outcome = next_deal_state(won, "e2", deal("negotiation", 20), FX)
     assert outcome == APPLIED
     assert measures(deal_contributions(reopened)) == {
-        "open_deals": 1, "open_cents": 100_000, "weighted_cents_bp": 100_000 * 7_500}
+        "open_deals": 1, "open_cents": 100_000, "weighted_cents_bp": 100_000 * 7_500, "leads": 1, "deals_created": 1}
 
 
 def test_a_cancellation_that_overtakes_its_order_is_applied_when_the_order_arrives():
     placed = OrderPlaced("o", "cust", "rep-1", T0, "EUR", (OrderLine("p", Decimal(3), Decimal("19.99"), Decimal("7.5")),))
-    cancelled = OrderCancelled("o", T0 + timedelta(days=40))
+    cancelled = OrderCancelled("o", "c", T0 + timedelta(days=40))
     state, _ = next_order_state(None, "c", cancelled, FX)
     assert order_contributions(state) == []
     state, _ = next_order_state(state, "p", placed, FX)
@@ -116,7 +116,7 @@ def test_a_rep_moving_team_keeps_history_where_it_was_earned():
     placed = OrderPlaced("o", "cust", "rep-1", T0 - timedelta(days=1), "EUR",
                          (OrderLine("p", Decimal(1), Decimal(1), Decimal(0)),))
     order, _ = next_order_state(None, "p", placed, FX)
-    order, _ = next_order_state(order, "c", OrderCancelled("o", T0 + timedelta(days=1)), FX)
+    order, _ = next_order_state(order, "c", OrderCancelled("o", "c", T0 + timedelta(days=1)), FX)
     placed_part, cancelled_part, *_ = order_contributions(enrich(order, directory))
     assert dict(placed_part.dims)["team"] == dict(cancelled_part.dims)["team"] == "hunters"
 

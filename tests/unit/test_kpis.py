@@ -11,17 +11,24 @@ def value(kpi_id, measures, **kw):
     return evaluate(CATALOG[kpi_id], measures, kw.pop("target", None), kw.pop("progress", 1.0), **kw).value
 
 
-def test_every_kpi_has_a_source_unit_and_direction():
-    assert sum(len(v) for v in KPIS_BY_SOURCE.values()) == len(CATALOG)
+def test_every_kpi_has_sources_units_direction_and_dimensions():
+    assert {k.id for v in KPIS_BY_SOURCE.values() for k in v} == set(CATALOG)
     for kpi in CATALOG.values():
-        assert kpi.unit in {"count", "currency", "ratio", "seconds"}
+        assert kpi.sources and all(kpi in KPIS_BY_SOURCE[s] for s in kpi.sources)
+        assert kpi.unit in {"count", "currency", "ratio", "seconds", "days", "score"}
         assert kpi.direction in {"up", "down"}
+        assert kpi.dimensions, kpi.id
+
+
+# Means and ratios have nothing to divide by; the gap to a target needs a target.
+UNDEFINED_WHEN_EMPTY = {"average_talk_time", "average_won_deal_size", "average_order_value", "sales_cycle_days",
+                        "customer_lifetime_days", "csat", "nps", "review_rating", "cac", "deals_needed_to_target"}
 
 
 def test_the_empty_case_counts_zero_and_leaves_ratios_undefined():
     for kpi in CATALOG.values():
         v = value(kpi.id, {})
-        if kpi.unit == "ratio" or kpi.id.startswith("average"):
+        if kpi.unit == "ratio" or kpi.id in UNDEFINED_WHEN_EMPTY:
             assert v is None, kpi.id
         else:
             assert v == 0, kpi.id
@@ -42,9 +49,63 @@ def test_the_empty_case_counts_zero_and_leaves_ratios_undefined():
     ("average_order_value", {"revenue_cents": 1_200_000, "orders": 48}, Decimal("250")),
     ("gross_margin", {"revenue_cents": 1_200_000, "cost_cents": 780_000}, Decimal("4200")),
     ("margin_rate", {"revenue_cents": 1_200_000, "cost_cents": 780_000}, Decimal("0.35")),
+    # KPIS.md, seed 003: 5 of 50 customers bought more than once -> upsell rate 10 %
+    ("upsell_rate", {"repeat_buyers": 5, "buyers": 50}, Decimal("0.1")),
+    # seed 003: 10 deals won of 50 worked -> close rate 20 % (worked: created before the period's
+    # end, 80, minus closed before its start, 30)
+    ("close_rate", {"deals_won": 10, "created_before_end": 80, "closed_before_start": 30}, Decimal("0.2")),
+    # seed 003: 99 customers at the start, 10 lost and 6 won: churn is 10 / 99 ...
+    ("churn_rate", {"losses_in_period": 10, "activations_before_period_start": 120, "losses_before_period_start": 21},
+     Decimal(10) / 99),
+    ("retention_rate", {"losses_in_period": 10, "activations_before_period_start": 120,
+                        "losses_before_period_start": 21}, 1 - Decimal(10) / 99),
+    # ... and what the seed calls churn, (99 - 95) / 99 = 4.04 %, is the net change
+    ("net_customer_change", {"activations_before_period_start": 120, "losses_before_period_start": 21,
+                             "activations_before_period_end": 126, "losses_before_period_end": 31}, Decimal(4) / 99),
+    ("active_customers", {"activations_before_tomorrow": 126, "losses_before_tomorrow": 31}, 95),
+    # seed 004: 10,000 EUR of acquisition spend for 50 new customers -> CAC 200 EUR
+    ("cac", {"spend_cents": 1_000_000, "new_customers": 50}, Decimal("200")),
+    # NPS: 6 promoters, 3 passives, 1 detractor of 10 answers -> 60 - 10 = 50
+    ("nps", {"nps_answers": 10, "nps_promoters": 6, "nps_detractors": 1}, Decimal(50)),
+    ("csat", {"csat_answers": 4, "csat_points": 17}, Decimal("4.25")),
+    ("review_rating", {"reviews": 2, "review_points": 9}, Decimal("4.5")),
+    # 3 lost customers who had bought for 100, 200 and 300 days
+    ("customer_lifetime_days", {"losses_in_period": 3, "lifetime_in_period": 600 * 86_400}, Decimal(200)),
+    ("sales_cycle_days", {"deals_won": 2, "won_cycle_s": 45 * 86_400}, Decimal("22.5")),
+    ("lead_conversion_rate", {"leads": 40, "leads_converted": 6}, Decimal("0.15")),
+    ("lead_qualification_rate", {"leads": 40, "leads_qualified": 30}, Decimal("0.75")),
+    ("hunter_ratio", {"activities": 8, "activities_prospect": 2}, Decimal("0.25")),
+    ("visits_per_order", {"visits": 12, "orders": 4}, Decimal(3)),
+    ("report_completeness", {"activities": 8, "reports_complete": 6}, Decimal("0.75")),
+    ("interactions", {"activities": 8, "calls_outbound": 5, "inbound_answered": 3, "inbound_missed": 4}, 16),
+    ("outstanding_receivables", {"receivable_cents": 123_456}, Decimal("1234.56")),
+    ("overdue_receivables", {"overdue": 50_000}, Decimal(500)),
 ])
 def test_worked_examples(kpi, measures, expected):
     assert value(kpi, measures) == expected
+
+
+def test_deals_needed_to_target_round_up_and_stop_at_zero():
+    """seed 000: 30,000 EUR still to sell at 7,000 EUR a won deal -> 5 more deals (4.3 rounded up)."""
+    kpi, m = CATALOG["deals_needed_to_target"], {"revenue_cents": 7_000_000, "deals_won": 3, "won_cents": 2_100_000}
+    assert evaluate(kpi, m, None, 0.5, basis_target=Target(Decimal(100_000))).value == 5
+    assert evaluate(kpi, m, None, 0.5, basis_target=Target(Decimal(60_000))).value == 0
+    assert evaluate(kpi, m, None, 0.5).value is None  # no revenue target: nothing to count towards
+    assert evaluate(kpi, {"revenue_cents": 1}, None, 0.5, basis_target=Target(Decimal(1))).value is None
+
+
+def test_revenue_forecast_projects_the_run_rate_to_the_period_end():
+    kpi = CATALOG["revenue_forecast"]
+    assert evaluate(kpi, {"revenue_cents": 3_000_000}, Target(Decimal(100_000)), 0.25).value == 120_000
+    assert evaluate(kpi, {"revenue_cents": 3_000_000}, None, 0.0).value is None  # the period has not begun
+    forecast = evaluate(kpi, {"revenue_cents": 3_000_000}, Target(Decimal(150_000)), 0.25)
+    assert forecast.pace == 150_000 and forecast.level == "anticipation"  # the run rate misses it
+
+
+def test_revenue_share_is_the_row_over_the_company_total():
+    kpi = CATALOG["revenue_share_by_product"]
+    assert evaluate(kpi, {"revenue_cents": 250}, None, 1.0, total={"revenue_cents": 1000}).value == Decimal("0.25")
+    assert evaluate(kpi, {"revenue_cents": 0}, None, 1.0, total={}).value is None
 
 
 @given(st.integers(0, 10**6), st.integers(0, 10**6))

@@ -4,7 +4,7 @@ import dataclasses
 import random
 import types
 import typing
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -59,3 +59,19 @@ def test_directory_records_under_another_key_or_off_schema_are_refused():
         check_record(CUSTOMERS, "c", {"customer_id": "c", "sector": "s", "colour": "red"})
     with pytest.raises(InvalidRecord, match="since"):
         check_record(REPS, "r", {"rep_id": "r", "assignments": [{"team": "a", "region": "b", "since": "yesterday"}]})
+
+
+def test_every_simulated_event_is_valid_and_goes_where_its_route_says():
+    """A simulated day yields every event type, each accepted by its schema, on its topic and key."""
+    from salespulse.contracts.events import parse_event, route_of
+
+    world = World(random.Random(7), ZoneInfo("Europe/Paris"), reps=6, customers=20)
+    now, types = datetime(2026, 11, 23, 8, 0, tzinfo=timezone.utc), set()
+    for step in range(3000):
+        world.start_something(now)
+        now += timedelta(seconds=20)
+        for topic, key, doc in world.due(now):
+            envelope = parse_event(doc)
+            assert route_of(envelope) == (topic, key), doc
+            types.add(envelope.type)
+    assert types == set(EVENT_CLASSES)

@@ -13,7 +13,7 @@ from salespulse.domain.kpis import CATALOG
 
 router = APIRouter(tags=["kpis"], responses=ERRORS)
 
-By = Annotated[str, Query(description="Dimension: `all` (company total) or `rep`.", max_length=40)]
+By = Annotated[str, Query(description="Dimension: `all` (company total), `rep`, `team`, `region`, `product`, ... (each KPI lists its own in GET /api/v1/kpis).", max_length=40)]
 At = Annotated[date | None, Query(description="A day in the period; today in the business time zone by default.")]
 
 

@@ -1,0 +1,126 @@
+"""Every kind of entity state: its transitions, its contributions, its directory attributes and
+its storage form, looked up by kind so the aggregator treats them alike."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, is_dataclass, replace
+from datetime import datetime
+from typing import Any, Callable
+
+from salespulse.domain import activities, customers, entities
+from salespulse.domain.directory import Directory
+
+
+@dataclass(frozen=True)
+class Kind:
+    """How one kind of entity moves and what it contributes."""
+
+    state: type
+    transition: Callable  # (state, event_id, event, converter) -> (state, outcome)
+    contributions: Callable  # (state) -> list[Contribution]
+
+
+KINDS: dict[str, Kind] = {
+    "call": Kind(entities.CallState, lambda s, i, e, fx: entities.next_call_state(s, i, e),
+                 entities.call_contributions),
+    "deal": Kind(entities.DealState, entities.next_deal_state, entities.deal_contributions),
+    "order": Kind(entities.OrderState, entities.next_order_state, entities.order_contributions),
+    "activity": Kind(activities.ActivityState, lambda s, i, e, fx: activities.next_activity_state(s, i, e),
+                     activities.activity_contributions),
+    "survey": Kind(activities.SurveyState, lambda s, i, e, fx: activities.next_survey_state(s, i, e),
+                   activities.survey_contributions),
+    "invoice": Kind(activities.InvoiceState, activities.next_invoice_state, activities.invoice_contributions),
+    "spend": Kind(activities.SpendState, activities.next_spend_state, activities.spend_contributions),
+}
+
+
+def enrich(state, directory: Directory):
+    """The state with the team, region, sector and categories the directory gives it now.
+
+    Called after every applied event, so an entity's next event also corrects an attribution
+    made before its directory record arrived. The rep's team is taken at the entity's own
+    business time: when the call started, when the deal last changed, when the order was
+    placed, when the activity took place, when the survey was answered, when the invoice was issued.
+    """
+    if isinstance(state, entities.CallState):
+        team, region = directory.team_region(state.rep_id, state.started_at)
+        return replace(state, team=team, region=region)
+    if isinstance(state, entities.DealState):
+        team, region = directory.team_region(state.rep_id, state.updated_at)
+        sector = directory.sector(state.customer_id) if state.customer_id else None  # None: `unknown`
+        return replace(state, team=team, region=region, sector=sector)
+    if isinstance(state, entities.OrderState) and state.placed_at is not None and state.rep_id is not None:
+        team, region = directory.team_region(state.rep_id, state.placed_at)
+        products = tuple(replace(p, category=directory.category(p.product)) for p in state.products)
+        return replace(state, team=team, region=region, sector=directory.sector(state.customer_id),
+                       products=products)
+    if isinstance(state, activities.ActivityState):
+        team, region = directory.team_region(state.rep_id, state.occurred_at)
+        sector = directory.sector(state.customer_id) if state.customer_id else None
+        return replace(state, team=team, region=region, sector=sector)
+    if isinstance(state, (activities.SurveyState, activities.InvoiceState)):
+        moment = state.answered_at if isinstance(state, activities.SurveyState) else state.issued_at
+        team, region = (directory.team_region(state.rep_id, moment) if state.rep_id and moment
+                        else (None, None))
+        return replace(state, team=team, region=region, sector=directory.sector(state.customer_id))
+    return state
+
+
+def enrich_customer(customer_id: str, state: customers.CustomerState, directory: Directory):
+    return replace(state, sector=directory.sector(customer_id))
+
+
+# --- storage form ------------------------------------------------------------------------
+
+STATE_CLASSES: dict[str, type] = {name: kind.state for name, kind in KINDS.items()}
+STATE_CLASSES["customer"] = customers.CustomerState
+_KIND_OF = {cls: kind for kind, cls in STATE_CLASSES.items()}
+# Fields holding tuples of small records, stored as lists of their field values.
+_NESTED: dict[str, type] = {
+    "products": entities.ProductLine, "payments": activities.Payment, "orders": customers.CustomerOrder,
+}
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if is_dataclass(value):
+        return [_encode(getattr(value, f.name)) for f in fields(value)]
+    if isinstance(value, tuple):
+        return [_encode(v) for v in value]
+    return value
+
+
+def _decode_record(cls: type, values: list) -> Any:
+    kwargs = {}
+    for f, value in zip(fields(cls), values):
+        if value is not None and f.name.endswith("_at"):
+            value = datetime.fromisoformat(value)
+        kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+def state_to_json(state) -> dict[str, Any]:
+    """A JSON-ready dict; datetimes as ISO strings (every datetime field ends in `_at`)."""
+    out: dict[str, Any] = {"_kind": _KIND_OF[type(state)]}
+    for f in fields(state):
+        out[f.name] = _encode(getattr(state, f.name))
+    return out
+
+
+def state_from_json(doc: dict[str, Any]):
+    cls = STATE_CLASSES[doc["_kind"]]
+    kwargs = {}
+    for f in fields(cls):
+        if f.name not in doc:
+            continue
+        value = doc[f.name]
+        if value is not None and f.name.endswith("_at"):
+            value = datetime.fromisoformat(value)
+        elif f.name in _NESTED:
+            value = tuple(_decode_record(_NESTED[f.name], v) for v in value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        kwargs[f.name] = value
+    return cls(**kwargs)
+
