@@ -80,6 +80,23 @@ class ReadModel:
                 pipe.sadd(YEARS, row.start)
         await pipe.execute()
 
+    async def delete_rows(self, rows: Iterable[tuple[str, int, RowKey]]) -> None:
+        """Drop partial rows (source topic, partition, row); a row left with no part leaves its key set."""
+        rows = list(rows)
+        pipe = self.redis.pipeline(transaction=False)
+        for topic, partition, row in rows:
+            pipe.hdel(row_hash(row), f"{topic}/{partition}")
+        await pipe.execute()
+        emptied = sorted({row for _, _, row in rows}, key=row_hash)
+        pipe = self.redis.pipeline(transaction=False)
+        for row in emptied:
+            pipe.exists(row_hash(row))
+        gone = [row for row, exists in zip(emptied, await pipe.execute()) if not exists]
+        pipe = self.redis.pipeline(transaction=False)
+        for row in gone:
+            pipe.srem(keys_set(row.period, row.start, row.dim), row.key)
+        await pipe.execute()
+
     async def synced_partitions(self) -> set[str]:
         return {k.decode() for k in await self.redis.hkeys(SYNCED)}
 

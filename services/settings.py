@@ -31,6 +31,13 @@ class Settings(BaseSettings):
     # A customer stays active this many days after its latest order (active/lost customers, churn).
     customer_activity_days: int = Field(default=365, ge=1, le=3660)
 
+    # State retention (domain/retention.py): days a bucket is kept after it ends, by period kind
+    # (kinds not named are kept), and days a finished call, deal, activity, survey or spend
+    # record is kept (0: forever); an event older than that is dead-lettered, not counted twice.
+    bucket_retention_days: Annotated[dict[str, int], NoDecode] = Field(default_factory=lambda: {"day": 400, "week": 800})
+    entity_retention_days: int = Field(default=400, ge=0)
+    retention_check_seconds: float = Field(default=3600, gt=0)
+
     topic_partitions: int = Field(default=6, ge=1, le=1024)
     topic_replication_factor: int = Field(default=1, ge=1, le=16)
 
@@ -54,6 +61,25 @@ class Settings(BaseSettings):
         if isinstance(raw, dict):
             return {str(k).upper(): Decimal(str(v)) for k, v in raw.items()}
         return raw
+
+    @field_validator("bucket_retention_days", mode="before")
+    @classmethod
+    def _parse_retention(cls, raw: object) -> object:
+        if isinstance(raw, str):
+            import json
+
+            raw = json.loads(raw) if raw.strip() else {}
+        return raw
+
+    @field_validator("bucket_retention_days")
+    @classmethod
+    def _known_periods(cls, value: dict[str, int]) -> dict[str, int]:
+        from salespulse.domain.retention import Retention
+
+        Retention(value)  # refuses unknown period kinds
+        if any(days < 0 for days in value.values()):
+            raise ValueError("retention days must be 0 (keep) or more")
+        return value
 
     @field_validator("reporting_currency")
     @classmethod

@@ -21,8 +21,9 @@ by customer_id, with the same partition count and Kafka's default partitioner.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -45,6 +46,7 @@ from salespulse.domain.events import (
 )
 from salespulse.domain.money import CurrencyConverter
 from salespulse.domain.periods import PERIODS, SNAPSHOT, bucket_starts
+from salespulse.domain.retention import KEEP_EVERYTHING, Retention
 
 
 class RowKey(NamedTuple):
@@ -126,11 +128,15 @@ class Aggregator:
     """Turns validated events into row updates; pure: no I/O, the store is any mapping."""
 
     def __init__(self, tz: ZoneInfo, converter: CurrencyConverter, directory: Directory | None = None,
-                 horizon_days: int = customers.DEFAULT_HORIZON_DAYS) -> None:
+                 horizon_days: int = customers.DEFAULT_HORIZON_DAYS, retention: Retention = KEEP_EVERYTHING,
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
         self.tz = tz
         self.converter = converter
         self.directory = directory if directory is not None else Directory()
         self.horizon_days = horizon_days
+        self.retention = retention
+        self.clock = clock
+        self._today: date | None = None  # while a batch is applied: no rows for expired buckets
 
     def rows(self, contributions: Iterable[entities.Contribution], sign: int,
              into: dict[RowKey, dict[str, int]]) -> None:
@@ -139,7 +145,8 @@ class Aggregator:
                 buckets = [(SNAPSHOT, "")]
             else:
                 starts = bucket_starts(c.at, self.tz)
-                buckets = [(kind, starts[kind].isoformat()) for kind in (c.periods or PERIODS)]
+                buckets = [(kind, starts[kind].isoformat()) for kind in (c.periods or PERIODS)
+                           if self._today is None or not self.retention.bucket_expired(kind, starts[kind], self._today)]
             for dim, key in c.dims:
                 for period, start in buckets:
                     cell = into[RowKey(period, start, dim, key)]
@@ -151,6 +158,8 @@ class Aggregator:
         self.rows(customers.customer_contributions(customer_id, new, self.tz, self.horizon_days), +1, into)
 
     def apply(self, store: Mapping[str, dict[str, Any]], events: Iterable[SourceEvent]) -> BatchResult:
+        now = self.clock()
+        self._today = now.astimezone(self.tz).date() if self.retention.bucket_days else None
         result = BatchResult()
         changed: dict[str, tuple[Any, Any]] = {}  # entity rows changed in this batch: (offsets, state)
 
@@ -208,6 +217,10 @@ class Aggregator:
                     changed[ckey] = ({**(offsets or {}), event.topic: event.offset}, new)
                 continue
 
+            too_late = self.retention.too_late(env.data, now)
+            if too_late:
+                result.rejected.append((event, too_late))
+                continue
             ekey = entity_key(event.partition, event.topic, kind, entity_id)
             last_offset, old = load(ekey)
             replayed = last_offset is not None and event.offset <= last_offset
@@ -242,6 +255,24 @@ class Aggregator:
         for key, (offsets, state) in changed.items():
             result.entities[key] = {"o": offsets, "s": states.state_to_json(state)}
         return result
+
+
+def expired_rows(store: Mapping[str, dict[str, Any]], retention: Retention, now: datetime,
+                 tz: ZoneInfo) -> tuple[list[str], list[tuple[str, int, RowKey]]]:
+    """(every store key to drop, the measure rows among them as (topic, partition, row))."""
+    today = now.astimezone(tz).date()
+    keys, rows = [], []
+    for key, value in store.items():
+        partition, kind, rest = key.split("|", 2)
+        if kind == "m":
+            topic, period, start, dim, dim_key = rest.split("|", 4)
+            if period != SNAPSHOT and retention.bucket_expired(period, date.fromisoformat(start), today):
+                keys.append(key)
+                rows.append((topic, int(partition), RowKey(period, start, dim, dim_key)))
+        elif kind == "e" and retention.entity_days and value["s"]["_kind"] in states.EXPIRING_KINDS:
+            if retention.entity_expired(states.state_from_json(value["s"]), now):
+                keys.append(key)
+    return keys, rows
 
 
 def merge_measures(parts: Iterable[Mapping[str, int]]) -> dict[str, int]:

@@ -34,6 +34,10 @@ KINDS: dict[str, Kind] = {
 }
 
 
+# Kinds whose finished entities expire (retention.py); orders, invoices and customers do not.
+EXPIRING_KINDS = frozenset({"call", "deal", "activity", "survey", "spend"})
+
+
 def enrich(state, directory: Directory):
     """The state with the team, region, sector and categories the directory gives it now.
 

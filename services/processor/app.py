@@ -26,12 +26,14 @@ from salespulse.domain.aggregation import (
     RowKey,
     SourceEvent,
     deadletter_key,
+    expired_rows,
     parse_measure_key,
 )
 from salespulse.domain.directory import Directory
 from salespulse.domain.kpis import KPIS_BY_SOURCE
 from salespulse.domain.money import CurrencyConverter
 from salespulse.domain.periods import SNAPSHOT
+from salespulse.domain.retention import Retention
 from salespulse.domain.targets import TargetBook
 from salespulse.domain.valuation import value_row
 from salespulse.processor import metrics
@@ -71,8 +73,10 @@ class Processor:
         self.tz = ZoneInfo(settings.business_timezone)
         self.directory = Directory()
         self.follower = DirectoryFollower(settings.kafka_bootstrap_servers, self.directory)
+        self.retention = Retention(settings.bucket_retention_days, settings.entity_retention_days)
         self.aggregator = Aggregator(self.tz, CurrencyConverter(settings.reporting_currency, settings.fx_rates),
-                                     self.directory, settings.customer_activity_days)
+                                     self.directory, settings.customer_activity_days, self.retention)
+        self.expired_in_redis: list = []  # expired rows Redis has not dropped yet
         self.table = table
         self.deadletter = deadletter
         self.readmodel = readmodel
@@ -189,6 +193,25 @@ class Processor:
         await asyncio.gather(*sent)
         metrics.KPI_UPDATES.inc(len(sent))
 
+    async def expire(self) -> None:
+        """Drop the rows retention says are done with, from the table (its changelog) and Redis."""
+        keys, rows = expired_rows(dict(self.table.items()), self.retention, datetime.now(timezone.utc), self.tz)
+        for key in keys:
+            del self.table[key]
+        if keys:
+            metrics.EXPIRED_ROWS.labels("measure").inc(len(rows))
+            metrics.EXPIRED_ROWS.labels("entity").inc(len(keys) - len(rows))
+            log.info("retention dropped %d measure rows and %d entity rows", len(rows), len(keys) - len(rows))
+        self.expired_in_redis += rows
+        if not self.expired_in_redis:
+            return
+        async with self.publish_lock:
+            try:
+                await self.readmodel.delete_rows(self.expired_in_redis)
+                self.expired_in_redis = []
+            except (RedisError, OSError) as exc:
+                log.warning("Redis unavailable (%s); expired rows will be dropped from it later", exc)
+
     def active_sources(self) -> set[str]:
         partitions = {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic in SOURCE_TOPICS}
         return {f"{topic}/{p}" for topic in SOURCE_TOPICS for p in partitions}
@@ -259,5 +282,9 @@ def create_app(settings: Settings) -> faust.App:
     @app.timer(RESYNC_INTERVAL_SECONDS)
     async def keep_read_model_complete() -> None:
         await processor.resync()
+
+    @app.timer(settings.retention_check_seconds)
+    async def keep_state_bounded() -> None:
+        await processor.expire()
 
     return app

@@ -29,3 +29,8 @@ DIRECTORY_RECORDS = Counter(
     "Records read from the directory.* topics: applied, or invalid (logged and ignored).",
     ["topic", "outcome"],
 )
+EXPIRED_ROWS = Counter(
+    "salespulse_processor_expired_rows_total",
+    "State rows dropped by retention: measure buckets past their retention, finished entities.",
+    ["kind"],
+)

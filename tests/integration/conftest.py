@@ -101,7 +101,9 @@ def processor_env(settings: Settings) -> dict[str, str]:
     return {**os.environ,
             "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers, "REDIS_URL": settings.redis_url,
             "DATA_DIR": str(settings.data_dir), "PROCESSOR_APP_ID": settings.processor_app_id,
-            "PROCESSOR_METRICS_PORT": str(settings.processor_metrics_port)}
+            "PROCESSOR_METRICS_PORT": str(settings.processor_metrics_port),
+            # The tests replay history from 2021 on: keep every bucket and entity.
+            "BUCKET_RETENTION_DAYS": "{}", "ENTITY_RETENTION_DAYS": "0", "RETENTION_CHECK_SECONDS": "5"}
 
 
 @pytest.fixture(scope="session")

@@ -143,3 +143,12 @@ def test_cumulative_kpis_are_judged_against_pace_and_ratios_against_the_target()
     assert (revenue.pace, revenue.attainment, revenue.level) == (Decimal(50_000), Decimal("0.5"), "balance")
     win = evaluate(CATALOG["win_rate"], {"deals_won": 1, "deals_lost": 3}, Target(Decimal("0.3")), 0.5)
     assert win.pace == Decimal("0.3") and win.level == "anticipation"
+
+
+def test_the_readme_documents_every_kpi_with_its_unit_and_dimensions():
+    from salespulse.settings import REPO_ROOT
+
+    readme = (REPO_ROOT / "README.md").read_text()
+    for kpi in CATALOG.values():
+        row = f"| `{kpi.id}` | {kpi.unit} | {kpi.direction} | {', '.join(kpi.dimensions)} |"
+        assert row in readme, f"README's KPI table lacks or misstates {kpi.id}"

@@ -1,0 +1,88 @@
+"""How long state is kept, so that it grows with keys x periods kept, not with events.
+
+- A measure bucket of a kind with a retention is dropped once it ended more than that many
+  days ago (day buckets after 400 days by default; month, quarter and year buckets are kept).
+  Date windows read year rows for whole past years, so they stay right as days expire.
+- A finished entity (an ended call, a closed deal, an activity, a survey answer, a spend
+  record) is dropped once its business time is older than `entity_days`. An event about such
+  an entity arriving later could not be told from a new one, so an event whose own time is
+  that old is refused with a reason (dead-lettered) instead of being counted again.
+
+Orders, invoices and customers are kept: a return may come years after its order, and the
+customer lifecycle needs its orders (their number grows with each customer's orders).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from salespulse.domain import activities, entities
+from salespulse.domain.events import (
+    ActivityLogged,
+    CallAnswered,
+    CallEnded,
+    CallStarted,
+    DealChanged,
+    SpendRecorded,
+    SurveyAnswered,
+)
+from salespulse.domain.periods import PERIODS, next_period_start
+
+DEFAULT_BUCKET_DAYS: dict[str, int] = {"day": 400, "week": 800}
+
+# The business time of an event about an entity that expires, and of the entity itself.
+_EVENT_TIME = {
+    CallStarted: "started_at", CallAnswered: "started_at", CallEnded: "started_at",
+    DealChanged: "updated_at", ActivityLogged: "updated_at", SurveyAnswered: "answered_at",
+    SpendRecorded: "spent_at",
+}
+
+
+def _finished_at(state) -> datetime | None:
+    """When a finished entity last changed; None while it may still change."""
+    if isinstance(state, entities.CallState):
+        return state.started_at if state.rank >= 3 else None
+    if isinstance(state, entities.DealState):
+        return state.updated_at if state.stage in entities.CLOSED_STAGES else None
+    if isinstance(state, activities.ActivityState):
+        return state.updated_at
+    if isinstance(state, activities.SurveyState):
+        return state.answered_at
+    if isinstance(state, activities.SpendState):
+        return state.spent_at
+    return None
+
+
+@dataclass(frozen=True)
+class Retention:
+    bucket_days: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_BUCKET_DAYS))
+    entity_days: int = 400  # 0: keep every entity
+
+    def __post_init__(self) -> None:
+        unknown = set(self.bucket_days) - set(PERIODS)
+        if unknown:
+            raise ValueError(f"retention for unknown period kinds {sorted(unknown)}; known: {', '.join(PERIODS)}")
+
+    def bucket_expired(self, period: str, start: date, today: date) -> bool:
+        days = self.bucket_days.get(period, 0)
+        return bool(days) and next_period_start(period, start) + timedelta(days=days) <= today
+
+    def entity_expired(self, state, now: datetime) -> bool:
+        finished = _finished_at(state)
+        return bool(self.entity_days) and finished is not None and finished < now - timedelta(days=self.entity_days)
+
+    def too_late(self, data, now: datetime) -> str | None:
+        """Why an event is refused, if it is about an entity that would have expired already."""
+        name = _EVENT_TIME.get(type(data))
+        if not self.entity_days or name is None:
+            return None
+        moment = getattr(data, name)
+        if moment < now - timedelta(days=self.entity_days):
+            return (f"{name} {moment.isoformat()} is older than the {self.entity_days}-day retention of "
+                    "finished entities: it could not be told from a re-sent event (ENTITY_RETENTION_DAYS)")
+        return None
+
+
+KEEP_EVERYTHING = Retention({}, 0)
