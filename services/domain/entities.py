@@ -173,6 +173,10 @@ def next_deal_state(
     if state is not None and event_id in state.seen:
         return state, DUPLICATE
     if state is not None and event.updated_at <= state.updated_at:
+        if event.stage in QUALIFIED_STAGES and not state.qualified:
+            # An older update still shows the lead was qualified once: whether a lead was
+            # qualified must not depend on the order updates arrive in.
+            return replace(state, qualified=True, seen=remember(state.seen, event_id)), APPLIED
         return state, STALE
     if event.probability is not None:
         probability_bp = round(event.probability * 10_000)

@@ -81,7 +81,8 @@ def deal_events(draw, n: int) -> list[Envelope]:
             deal_id, draw(st.sampled_from(REPS)), stage, draw(money), "EUR", created, at,
             probability=probability, closed_at=at if stage in ("won", "lost") else None,
             product=draw(st.sampled_from([None, "p1", "p2"])), customer_id=draw(st.sampled_from([None, *CUSTOMERS])),
-            source=draw(st.sampled_from([None, "web", "fair"])))))
+            source=draw(st.sampled_from([None, "web", "fair"])),
+            lead_score=draw(st.sampled_from([None, 50.0, 85.0])), loss_reason=draw(st.sampled_from([None, "price"])))))
     return out
 
 
