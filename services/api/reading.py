@@ -65,8 +65,8 @@ class Readings:
             _value_out(key, value_row(kpi, row._replace(key=key), measures, book, now, self.tz, total))
             for key, measures in sorted(rows.items())
         ]
-        if kpi.top is not None:
-            values = _ranked(kpi, values)[:kpi.top]
+        if kpi.top is not None:  # the best of those with a value above zero
+            values = [v for v in _ranked(kpi, values) if v["value"] > 0][:kpi.top]
         stamps = [m.as_of for m in rows.values() if getattr(m, "as_of", None)]
         return {
             "kpi": kpi.id, "by": by,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -41,6 +42,17 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     ]
     specs += [TopicSpec(topic, 1, r, compacted) for topic in DIRECTORY_TOPICS.values()]  # reference data
     return specs
+
+
+async def _described(admin: AIOKafkaAdminClient, topics: list[str], attempts: int = 20) -> list[dict]:
+    """Topic descriptions once the broker reports every topic with its partitions: right after
+    creation the metadata may still show a topic with none."""
+    for _ in range(attempts - 1):
+        descriptions = await admin.describe_topics(topics)
+        if all(d["partitions"] and not d.get("error_code") for d in descriptions):
+            return descriptions
+        await asyncio.sleep(0.25)
+    return await admin.describe_topics(topics)
 
 
 async def partitions_of(bootstrap_servers: str, topic: str) -> list[int]:
@@ -103,7 +115,7 @@ async def ensure_topics(settings: Settings) -> None:
             except TopicAlreadyExistsError:  # a concurrent starter created them first
                 pass
             log.info("created topics %s", ", ".join(s.name for s in missing))
-        for description in await admin.describe_topics(list(SOURCE_TOPICS)):
+        for description in await _described(admin, list(SOURCE_TOPICS)):
             count = len(description["partitions"])
             if count != settings.topic_partitions:
                 raise TopicMismatch(

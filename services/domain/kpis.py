@@ -67,7 +67,7 @@ class Kpi:
     windows: tuple[Window, ...] = ()  # date-window sums the formula reads by name (windows.py)
     share: bool = False  # value = formula(row) / formula(the `all` row of the same bucket)
     projection: bool = False  # value = formula(row) / elapsed share of the period (run rate)
-    top: int | None = None  # a reading keeps only the best `top` values
+    top: int | None = None  # a reading keeps only the best `top` values above zero
 
     @property
     def live(self) -> bool:
@@ -249,7 +249,7 @@ _KPIS: list[Kpi] = [
         "Revenue / revenue target for the same dimension value and period.", (ORDERS,),
         _revenue, cumulative=True, attainment_of="revenue"),
     Kpi("top_customers", "Top customers", "currency", "up",
-        "The 10 customers with the most revenue in the period.", (ORDERS,), _revenue,
+        "The 10 customers with the most revenue in the period (of those with revenue above zero).", (ORDERS,), _revenue,
         dimensions=("customer",), top=10),
     Kpi("new_customers", "New customers", "count", "up",
         "Customers whose first order (not cancelled) was placed in the period; by its rep and channel.",
