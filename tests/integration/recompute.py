@@ -7,6 +7,7 @@ directly (the newest deal update, the call's known facts, an order and its cance
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -21,7 +22,8 @@ DIMENSIONS = {"calls": PEOPLE, "deals": DEAL_DIMS, "orders": PEOPLE + ("product"
               "life": ("all", "sector"), "new": PEOPLE + ("sector", "channel"),
               "customer_revenue": PEOPLE + ("customer", "sector", "channel"), "spend": ("all", "source"), "cac": ("all",),
               "shares": ("product", "category"), "top": ("customer",)}
-DIMENSIONS["orders_only"] = DIMENSIONS["orders"]
+DIMENSIONS["orders_only"] = DIMENSIONS["attainment"] = DIMENSIONS["orders"]
+DIMENSIONS["needed"] = PEOPLE + ("product", "customer", "sector")
 FAMILY = {kpi: family for family, kpis in {
     "calls": ("calls_outbound", "calls_inbound", "calls_missed", "answer_rate", "talk_time", "average_talk_time",
               "interactions"),
@@ -37,7 +39,8 @@ FAMILY = {kpi: family for family, kpis in {
              "retention_rate", "customer_lifetime_days"),
     "new": ("new_customers",), "customer_revenue": ("new_revenue", "recurring_revenue"),
     "spend": ("acquisition_spend",), "cac": ("cac",), "orders_only": ("revenue_forecast",),
-    "shares": ("revenue_share_by_product",), "top": ("top_customers",),
+    "shares": ("revenue_share_by_product",), "top": ("top_customers",), "attainment": ("revenue_attainment",),
+    "needed": ("deals_needed_to_target",),
 }.items() for kpi in kpis}
 # Read over date windows reaching before this test's year: compared for this test's own keys only.
 WINDOWED = {"close_rate", "active_customers", "lost_customers", "churn_rate", "net_customer_change",
@@ -72,8 +75,11 @@ def team_and_region(directory: dict, rep: str, at: datetime) -> tuple[str, str]:
     return team, region
 
 
-def compute(events: list[dict], tz: ZoneInfo, directory: dict) -> dict[tuple[str, str, str, str, str], Decimal | None]:
+def compute(events: list[dict], tz: ZoneInfo, directory: dict,
+            monthly_revenue_targets: dict[str, Decimal]) -> dict[tuple[str, str, str, str, str], Decimal | None]:
     """{(kpi, by, key, period, period_start or ""): value} for every bucket an event touched.
+
+    `monthly_revenue_targets`: {rep: revenue target of each month}, the only targets set.
 
     `directory`: {"reps": {rep: [(since or None, team, region), ...] in time order},
     "products": {product: category}, "customers": {customer: sector}}.
@@ -338,9 +344,16 @@ def compute(events: list[dict], tz: ZoneInfo, directory: dict) -> dict[tuple[str
                 "recurring_revenue": g("recurring_revenue"), "upsell_rate": ratio(g("repeat_buyers"), g("buyers")),
                 "acquisition_spend": g("spend"), "cac": ratio(g("spend"), g("new_customers")),
                 "revenue_forecast": g("revenue"),  # every bucket of the log is over: the run rate is the result
+                "revenue_attainment": None, "deals_needed_to_target": None,  # no target, no value
                 "revenue_share_by_product": ratio(g("revenue"), sums[period, start, "all", "all"]["revenue"]),
             }
         values.update(windowed(period, start, by, key))
+        target = monthly_revenue_targets.get(key) if (by, period) == ("rep", "month") else None
+        if target is not None:
+            values["revenue_attainment"] = g("revenue") / target
+            missing, won_size = target - g("revenue"), ratio(g("won_amount"), g("won"))
+            values["deals_needed_to_target"] = (Decimal(0) if missing <= 0 else
+                                                None if won_size is None else Decimal(math.ceil(missing / won_size)))
         for kpi, value in values.items():
             if by in DIMENSIONS[FAMILY[kpi]]:
                 out[kpi, by, key, period, start] = value

@@ -6,8 +6,9 @@ and after their orders, late events and times a few minutes either side of midni
 The directory puts reps in teams and regions (two move team mid-week), products in categories
 and customers in sectors, leaving some unassigned. Activities with edited reports, survey
 answers, invoices paid in part or before they are issued, churns and acquisition spend come
-too. Every KPI but the two that need a revenue target, by every dimension, in the buckets the
-test reads back, must match exactly: the customer lifecycle, close rate and receivables too.
+too. Each rep has a monthly revenue target. Every KPI, by every dimension, in the buckets the test
+reads back, must match exactly: the customer lifecycle, close rate, receivables and the
+target-bound ones (attainment, deals needed to target) too.
 """
 
 from __future__ import annotations
@@ -261,6 +262,10 @@ async def test_the_live_kpis_match_an_independent_recomputation(api, producer, s
     tag = unique("rc")
     directory = reference(tag)
     await put_directory(api, directory)
+    targets = {f"{tag}-rep-{i}": Decimal(rng.randint(5, 80) * 10_000) for i in range(12)}
+    for rep, target in targets.items():
+        response = await api.put(f"/api/v1/targets/revenue/rep/{rep}/month", json={"target": str(target)})
+        assert response.status_code == 200, response.text
     log = generate(rng, tag)
     assert len(log) > 3000
     for topic, key, event in log:
@@ -268,7 +273,7 @@ async def test_the_live_kpis_match_an_independent_recomputation(api, producer, s
     await producer.flush()
     await eventually(lambda: drained(settings), timeout=180, interval=1)
 
-    expected = compute([event for _, _, event in log], PARIS, directory)
+    expected = compute([event for _, _, event in log], PARIS, directory, targets)
     days = sorted({start for (_, _, _, period, start) in expected if period == "day"})
     sampled_days = set(rng.sample(days, 30))
     requests: dict[tuple, dict[str, Decimal | None]] = {}
