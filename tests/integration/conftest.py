@@ -165,8 +165,9 @@ async def eventually(check: Callable[[], Awaitable[None]], timeout: float = 30.0
         await asyncio.sleep(interval)
 
 
-async def consume(bootstrap: str, topic: str, predicate, timeout: float = 30.0) -> list:
-    """Records of `topic` (from the beginning) for which predicate(record) holds, once any does."""
+async def consume(bootstrap: str, topic: str, predicate, timeout: float = 30.0, count: int | None = None) -> list:
+    """Records of `topic` (from the beginning) for which predicate(record) holds: once `count`
+    of them have come, or (no count) once any has and a poll brings nothing more."""
     partitions = [TopicPartition(topic, p) for p in await partitions_of(bootstrap, topic)]
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
     await consumer.start()
@@ -177,7 +178,7 @@ async def consume(bootstrap: str, topic: str, predicate, timeout: float = 30.0) 
         while asyncio.get_running_loop().time() < deadline:
             batches = await consumer.getmany(timeout_ms=500)
             found += [r for records in batches.values() for r in records if predicate(r)]
-            if found and not batches:
+            if (count is not None and len(found) >= count) or (count is None and found and not batches):
                 return found
         return found
     finally:

@@ -167,7 +167,8 @@ async def test_invalid_events_go_to_the_deadletter_topic_with_their_reason(api, 
     await send(producer, "sales.orders", f"{tag}-fx", gbp)
     bad[f"{tag}-fx"] = (orjson.dumps(gbp), "no exchange rate from GBP to EUR")
 
-    records = await consume(kafka_bootstrap, "sales.deadletter", lambda r: r.key and r.key.decode().startswith(tag))
+    records = await consume(kafka_bootstrap, "sales.deadletter", lambda r: r.key and r.key.decode().startswith(tag),
+                            count=len(bad))
     by_key = {r.key.decode(): r for r in records}
     assert set(by_key) == set(bad)
     for key, (value, reason) in bad.items():
