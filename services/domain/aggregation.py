@@ -208,9 +208,9 @@ class Aggregator:
                 if event.offset <= (offsets or {}).get(event.topic, -1):
                     result.outcomes[event.topic, "replayed"] += 1
                     continue
-                new, changed_ = customers.with_churn(old, env.id, env.data.churned_at)
-                result.outcomes[event.topic, entities.APPLIED if changed_ else entities.DUPLICATE] += 1
-                if changed_:
+                new, fresh = customers.with_churn(old, env.id, env.data.churned_at)
+                result.outcomes[event.topic, entities.APPLIED if fresh else entities.DUPLICATE] += 1
+                if fresh:
                     new = states.enrich_customer(entity_id, new, self.directory)
                     self.customer_rows(entity_id, old, new, deltas)
                     book(event, deltas)
