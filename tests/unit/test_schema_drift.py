@@ -2,8 +2,6 @@
 
 import dataclasses
 import random
-import types
-import typing
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -66,12 +64,12 @@ def test_every_simulated_event_is_valid_and_goes_where_its_route_says():
     from salespulse.contracts.events import parse_event, route_of
 
     world = World(random.Random(7), ZoneInfo("Europe/Paris"), reps=6, customers=20)
-    now, types = datetime(2026, 11, 23, 8, 0, tzinfo=timezone.utc), set()
-    for step in range(3000):
+    now, seen = datetime(2026, 11, 23, 8, 0, tzinfo=timezone.utc), set()
+    for _ in range(3000):
         world.start_something(now)
         now += timedelta(seconds=20)
         for topic, key, doc in world.due(now):
             envelope = parse_event(doc)
             assert route_of(envelope) == (topic, key), doc
-            types.add(envelope.type)
-    assert types == set(EVENT_CLASSES)
+            seen.add(envelope.type)
+    assert seen == set(EVENT_CLASSES)
