@@ -58,7 +58,8 @@ class Readings:
             rows["all"] = {}  # nothing happened yet: counts are 0, ratios undefined
         total = None
         if kpi.share:
-            total = (await self.readmodel.read_rows([row._replace(dim="all")]))[row._replace(dim="all")]
+            company = row._replace(dim="all")
+            total = (await self.readmodel.read_rows([company]))[company]
         book = await self.readmodel.target_book()
         now = datetime.now(timezone.utc)
         values = [

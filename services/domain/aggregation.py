@@ -46,7 +46,7 @@ from salespulse.domain.events import (
 )
 from salespulse.domain.money import CurrencyConverter
 from salespulse.domain.periods import PERIODS, SNAPSHOT, bucket_starts
-from salespulse.domain.retention import KEEP_EVERYTHING, Retention
+from salespulse.domain.retention import EXPIRING_KINDS, KEEP_EVERYTHING, Retention
 
 
 class RowKey(NamedTuple):
@@ -263,15 +263,15 @@ def expired_rows(store: Mapping[str, dict[str, Any]], retention: Retention, now:
     today = now.astimezone(tz).date()
     keys, rows = [], []
     for key, value in store.items():
-        partition, kind, rest = key.split("|", 2)
-        if kind == "m":
-            topic, period, start, dim, dim_key = rest.split("|", 4)
-            if period != SNAPSHOT and retention.bucket_expired(period, date.fromisoformat(start), today):
+        parsed = parse_measure_key(key)
+        if parsed is not None:
+            partition, topic, row = parsed
+            if row.period != SNAPSHOT and retention.bucket_expired(row.period, date.fromisoformat(row.start), today):
                 keys.append(key)
-                rows.append((topic, int(partition), RowKey(period, start, dim, dim_key)))
-        elif kind == "e" and retention.entity_days and value["s"]["_kind"] in states.EXPIRING_KINDS:
-            if retention.entity_expired(states.state_from_json(value["s"]), now):
-                keys.append(key)
+                rows.append((topic, partition, row))
+        elif (key.split("|", 2)[1] == "e" and value["s"]["_kind"] in EXPIRING_KINDS
+              and retention.entity_expired(states.state_from_json(value["s"]), now)):
+            keys.append(key)
     return keys, rows
 
 

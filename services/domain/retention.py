@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from salespulse.domain import activities, entities
+from salespulse.domain import entities, states
 from salespulse.domain.events import (
     ActivityLogged,
     CallAnswered,
@@ -40,19 +40,21 @@ _EVENT_TIME = {
 }
 
 
+# When a finished entity last changed, by its storage kind; entities of other kinds never expire.
+_FINISHED_AT = {
+    "call": lambda s: s.started_at if s.rank >= 3 else None,
+    "deal": lambda s: s.updated_at if s.stage in entities.CLOSED_STAGES else None,
+    "activity": lambda s: s.updated_at,
+    "survey": lambda s: s.answered_at,
+    "spend": lambda s: s.spent_at,
+}
+EXPIRING_KINDS = frozenset(_FINISHED_AT)
+
+
 def _finished_at(state) -> datetime | None:
-    """When a finished entity last changed; None while it may still change."""
-    if isinstance(state, entities.CallState):
-        return state.started_at if state.rank >= 3 else None
-    if isinstance(state, entities.DealState):
-        return state.updated_at if state.stage in entities.CLOSED_STAGES else None
-    if isinstance(state, activities.ActivityState):
-        return state.updated_at
-    if isinstance(state, activities.SurveyState):
-        return state.answered_at
-    if isinstance(state, activities.SpendState):
-        return state.spent_at
-    return None
+    """When a finished entity last changed; None while it may still change, or if it never expires."""
+    finished_at = _FINISHED_AT.get(states.kind_of(state))
+    return None if finished_at is None else finished_at(state)
 
 
 @dataclass(frozen=True)

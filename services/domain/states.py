@@ -34,10 +34,6 @@ KINDS: dict[str, Kind] = {
 }
 
 
-# Kinds whose finished entities expire (retention.py); orders, invoices and customers do not.
-EXPIRING_KINDS = frozenset({"call", "deal", "activity", "survey", "spend"})
-
-
 def enrich(state, directory: Directory):
     """The state with the team, region, sector and categories the directory gives it now.
 
@@ -79,6 +75,11 @@ def enrich_customer(customer_id: str, state: customers.CustomerState, directory:
 STATE_CLASSES: dict[str, type] = {name: kind.state for name, kind in KINDS.items()}
 STATE_CLASSES["customer"] = customers.CustomerState
 _KIND_OF = {cls: kind for kind, cls in STATE_CLASSES.items()}
+
+
+def kind_of(state) -> str:
+    """The storage kind of a state (`call`, `deal`, ..., `customer`)."""
+    return _KIND_OF[type(state)]
 # Fields holding tuples of small records, stored as lists of their field values.
 _NESTED: dict[str, type] = {
     "products": entities.ProductLine, "payments": activities.Payment, "orders": customers.CustomerOrder,
@@ -106,7 +107,7 @@ def _decode_record(cls: type, values: list) -> Any:
 
 def state_to_json(state) -> dict[str, Any]:
     """A JSON-ready dict; datetimes as ISO strings (every datetime field ends in `_at`)."""
-    out: dict[str, Any] = {"_kind": _KIND_OF[type(state)]}
+    out: dict[str, Any] = {"_kind": kind_of(state)}
     for f in fields(state):
         out[f.name] = _encode(getattr(state, f.name))
     return out
