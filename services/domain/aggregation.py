@@ -46,7 +46,7 @@ from salespulse.domain.events import (
 )
 from salespulse.domain.money import CurrencyConverter
 from salespulse.domain.periods import PERIODS, SNAPSHOT, bucket_starts
-from salespulse.domain.retention import EXPIRING_KINDS, KEEP_EVERYTHING, Retention
+from salespulse.domain.retention import EXPIRING_KINDS, KEEP_EVERYTHING, Retention, unmatched
 
 
 class RowKey(NamedTuple):
@@ -201,6 +201,10 @@ class Aggregator:
         for event in events:
             env = event.envelope
             kind, entity_id = _entity_of(env)
+            too_late = self.retention.too_late(env.data, now)
+            if too_late:
+                result.rejected.append((event, too_late))
+                continue
             deltas: dict[RowKey, dict[str, int]] = defaultdict(dict)
             if kind == "customer":  # customer.churned
                 ckey = customer_key(event.partition, entity_id)
@@ -208,7 +212,7 @@ class Aggregator:
                 if event.offset <= (offsets or {}).get(event.topic, -1):
                     result.outcomes[event.topic, "replayed"] += 1
                     continue
-                new, fresh = customers.with_churn(old, env.id, env.data.churned_at)
+                new, fresh = customers.with_churn(old, env.data.churned_at)
                 result.outcomes[event.topic, entities.APPLIED if fresh else entities.DUPLICATE] += 1
                 if fresh:
                     new = states.enrich_customer(entity_id, new, self.directory)
@@ -217,10 +221,6 @@ class Aggregator:
                     changed[ckey] = ({**(offsets or {}), event.topic: event.offset}, new)
                 continue
 
-            too_late = self.retention.too_late(env.data, now)
-            if too_late:
-                result.rejected.append((event, too_late))
-                continue
             ekey = entity_key(event.partition, event.topic, kind, entity_id)
             last_offset, old = load(ekey)
             replayed = last_offset is not None and event.offset <= last_offset
@@ -257,22 +257,45 @@ class Aggregator:
         return result
 
 
-def expired_rows(store: Mapping[str, dict[str, Any]], retention: Retention, now: datetime,
-                 tz: ZoneInfo) -> tuple[list[str], list[tuple[str, int, RowKey]]]:
-    """(every store key to drop, the measure rows among them as (topic, partition, row))."""
+@dataclass
+class Expiry:
+    """What retention does to a store at one moment."""
+
+    drop: list[str] = field(default_factory=list)  # every store key to delete
+    rows: list[tuple[str, int, RowKey]] = field(default_factory=list)  # the measure rows among them
+    rewrite: dict[str, dict[str, Any]] = field(default_factory=dict)  # customer rows with orders frozen
+    unmatched: Counter = field(default_factory=Counter)  # kind -> dropped while waiting for its entity
+
+
+def plan_expiry(store: Mapping[str, dict[str, Any]], retention: Retention, now: datetime, tz: ZoneInfo,
+           horizon_days: int = customers.DEFAULT_HORIZON_DAYS) -> Expiry:
+    """The rows retention is done with, and customer rows to shrink; writing them changes no figure."""
     today = now.astimezone(tz).date()
-    keys, rows = [], []
+    before = retention.freeze_before(now)
+    out = Expiry()
     for key, value in store.items():
         parsed = parse_measure_key(key)
         if parsed is not None:
             partition, topic, row = parsed
             if row.period != SNAPSHOT and retention.bucket_expired(row.period, date.fromisoformat(row.start), today):
-                keys.append(key)
-                rows.append((topic, partition, row))
-        elif (key.split("|", 2)[1] == "e" and value["s"]["_kind"] in EXPIRING_KINDS
-              and retention.entity_expired(states.state_from_json(value["s"]), now)):
-            keys.append(key)
-    return keys, rows
+                out.drop.append(key)
+                out.rows.append((topic, partition, row))
+            continue
+        if key.split("|", 2)[1] != "e":
+            continue
+        kind = value["s"]["_kind"]
+        if kind in EXPIRING_KINDS:
+            state = states.state_from_json(value["s"])
+            if retention.entity_expired(state, now):
+                out.drop.append(key)
+                if unmatched(state):
+                    out.unmatched[kind] += 1
+        elif kind == "customer" and before is not None:
+            state = states.state_from_json(value["s"])
+            frozen = customers.freeze(state, before, tz, horizon_days)
+            if frozen != state:
+                out.rewrite[key] = {"o": value["o"], "s": states.state_to_json(frozen)}
+    return out
 
 
 def merge_measures(parts: Iterable[Mapping[str, int]]) -> dict[str, int]:

@@ -80,10 +80,12 @@ _KIND_OF = {cls: kind for kind, cls in STATE_CLASSES.items()}
 def kind_of(state) -> str:
     """The storage kind of a state (`call`, `deal`, ..., `customer`)."""
     return _KIND_OF[type(state)]
-# Fields holding tuples of small records, stored as lists of their field values.
+# Fields holding small records (_ONE) or tuples of them (_NESTED), stored as lists of field values.
 _NESTED: dict[str, type] = {
     "products": entities.ProductLine, "payments": activities.Payment, "orders": customers.CustomerOrder,
+    "buckets": customers.FrozenBucket,
 }
+_ONE: dict[str, type] = {"history": customers.CustomerHistory}
 
 
 def _encode(value: Any) -> Any:
@@ -96,13 +98,24 @@ def _encode(value: Any) -> Any:
     return value
 
 
-def _decode_record(cls: type, values: list) -> Any:
-    kwargs = {}
-    for f, value in zip(fields(cls), values):
-        if value is not None and f.name.endswith("_at"):
-            value = datetime.fromisoformat(value)
-        kwargs[f.name] = value
-    return cls(**kwargs)
+def _decode(name: str, value: Any) -> Any:
+    """A field's value from its stored form (every datetime field's name ends in `_at`)."""
+    if value is None:
+        return None
+    if name.endswith("_at"):
+        return (tuple(datetime.fromisoformat(v) for v in value) if isinstance(value, list)
+                else datetime.fromisoformat(value))
+    if name in _ONE:
+        return _record(_ONE[name], value)
+    if name in _NESTED:
+        return tuple(_record(_NESTED[name], v) for v in value)
+    if isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+def _record(cls: type, values: list) -> Any:
+    return cls(**{f.name: _decode(f.name, v) for f, v in zip(fields(cls), values)})
 
 
 def state_to_json(state) -> dict[str, Any]:
@@ -115,17 +128,4 @@ def state_to_json(state) -> dict[str, Any]:
 
 def state_from_json(doc: dict[str, Any]):
     cls = STATE_CLASSES[doc["_kind"]]
-    kwargs = {}
-    for f in fields(cls):
-        if f.name not in doc:
-            continue
-        value = doc[f.name]
-        if value is not None and f.name.endswith("_at"):
-            value = datetime.fromisoformat(value)
-        elif f.name in _NESTED:
-            value = tuple(_decode_record(_NESTED[f.name], v) for v in value)
-        elif isinstance(value, list):
-            value = tuple(value)
-        kwargs[f.name] = value
-    return cls(**kwargs)
-
+    return cls(**{f.name: _decode(f.name, doc[f.name]) for f in fields(cls) if f.name in doc})

@@ -26,8 +26,8 @@ from salespulse.domain.aggregation import (
     RowKey,
     SourceEvent,
     deadletter_key,
-    expired_rows,
     parse_measure_key,
+    plan_expiry,
 )
 from salespulse.domain.directory import Directory
 from salespulse.domain.kpis import KPIS_BY_SOURCE
@@ -194,14 +194,25 @@ class Processor:
         metrics.KPI_UPDATES.inc(len(sent))
 
     async def expire(self) -> None:
-        """Drop the rows retention says are done with, from the table (its changelog) and Redis."""
-        keys, rows = expired_rows(dict(self.table.items()), self.retention, datetime.now(timezone.utc), self.tz)
-        for key in keys:
+        """Drop the rows retention is done with, from the table (its changelog) and Redis, and
+        fold customers' old orders into their history (no figure changes, so no row is booked)."""
+        expiry = plan_expiry(dict(self.table.items()), self.retention, datetime.now(timezone.utc), self.tz,
+                        self.settings.customer_activity_days)
+        for key in expiry.drop:
             del self.table[key]
-        if keys:
+        for key, row in expiry.rewrite.items():
+            self.table[key] = row
+        rows = expiry.rows
+        if expiry.drop or expiry.rewrite:
             metrics.EXPIRED_ROWS.labels("measure").inc(len(rows))
-            metrics.EXPIRED_ROWS.labels("entity").inc(len(keys) - len(rows))
-            log.info("retention dropped %d measure rows and %d entity rows", len(rows), len(keys) - len(rows))
+            metrics.EXPIRED_ROWS.labels("entity").inc(len(expiry.drop) - len(rows))
+            metrics.FROZEN_CUSTOMERS.inc(len(expiry.rewrite))
+            log.info("retention dropped %d measure rows and %d entity rows, froze the old orders of %d customers",
+                     len(rows), len(expiry.drop) - len(rows), len(expiry.rewrite))
+        for kind, n in expiry.unmatched.items():
+            metrics.UNMATCHED_EXPIRED.labels(kind).inc(n)
+            log.warning("retention dropped %d %s rows that never met their %s (a cancellation or payment for one "
+                        "older than ENTITY_RETENTION_DAYS, or never sent)", n, kind, kind)
         self.expired_in_redis += rows
         if not self.expired_in_redis:
             return

@@ -34,3 +34,12 @@ EXPIRED_ROWS = Counter(
     "State rows dropped by retention: measure buckets past their retention, finished entities.",
     ["kind"],
 )
+FROZEN_CUSTOMERS = Counter(
+    "salespulse_processor_frozen_customers_total",
+    "Customer rows whose orders older than ENTITY_RETENTION_DAYS were folded into their history.",
+)
+UNMATCHED_EXPIRED = Counter(
+    "salespulse_processor_unmatched_expired_total",
+    "Order cancellations or invoice payments dropped by retention without ever meeting their order or invoice.",
+    ["kind"],
+)

@@ -106,25 +106,35 @@ def processor_env(settings: Settings) -> dict[str, str]:
             "BUCKET_RETENTION_DAYS": "{}", "ENTITY_RETENTION_DAYS": "0", "RETENTION_CHECK_SECONDS": "5"}
 
 
-@pytest.fixture(scope="session")
-def processor(settings):
-    """The real stream processor, as a separate process (python -m salespulse.processor)."""
+def start_processor(settings: Settings, **env: str) -> subprocess.Popen:
+    """The real stream processor, as a separate process (python -m salespulse.processor), once Ready."""
     log_path = Path(settings.data_dir) / "processor.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "salespulse.processor"], env=processor_env(settings),
+    start = log_path.stat().st_size if log_path.exists() else 0
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "salespulse.processor"], env={**processor_env(settings), **env},
                                 stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120
-    while b"[^Worker]: Ready" not in log_path.read_bytes():
+    while b"[^Worker]: Ready" not in log_path.read_bytes()[start:]:
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
             pytest.fail(f"processor did not start:\n{log_path.read_text()[-4000:]}")
         time.sleep(0.3)
-    yield proc
+    return proc
+
+
+def stop_processor(proc: subprocess.Popen) -> None:
     proc.terminate()
     try:
         proc.wait(30)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+@pytest.fixture(scope="session")
+def processor(settings):
+    proc = start_processor(settings)
+    yield proc
+    stop_processor(proc)
 
 
 @pytest.fixture(scope="session")

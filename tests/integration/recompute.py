@@ -108,7 +108,7 @@ def compute(events: list[dict], tz: ZoneInfo, directory: dict,
         elif kind == "payment.received":
             payments[d["invoice_id"]].setdefault(d["payment_id"], d)
         elif kind == "customer.churned":
-            churned[d["customer_id"]] = max(churned.get(d["customer_id"], t(d["churned_at"])), t(d["churned_at"]))
+            churned.setdefault(d["customer_id"], set()).add(t(d["churned_at"]))
         elif kind == "spend.recorded":
             spends.append(d)
 
@@ -254,10 +254,9 @@ def compute(events: list[dict], tz: ZoneInfo, directory: dict,
         for (kind, start), n in per_bucket.items():
             moment = datetime.combine(start, datetime.min.time(), tz) + timedelta(hours=12)
             add(moment, life, kinds=(kind,), buyers=1, repeat_buyers=int(n > 1))
-        # Active spells: the union of [order, order + horizon), each cut short at a churn after it.
-        churn = churned.get(customer)
-        intervals = [(at, min(at + HORIZON, churn) if churn is not None and at <= churn else at + HORIZON)
-                     for at, _, _, _ in bought]
+        # Active spells: the union of [order, order + horizon), each cut short at the first churn after it.
+        churns = churned.get(customer, set())
+        intervals = [(at, min([at + HORIZON] + [c for c in churns if c >= at])) for at, _, _, _ in bought]
         spell_start, last, end = intervals[0][0], intervals[0][0], intervals[0][1]
         for start, stop in intervals[1:] + [(None, None)]:
             if start is not None and start < end:

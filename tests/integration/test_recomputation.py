@@ -186,8 +186,10 @@ def generate(rng: random.Random, tag: str) -> list[tuple[str, str, dict]]:
             for e in [invoice] + payments:
                 event(*e)
 
-    for customer in rng.sample(customers, 15):  # churned customers, a few of which order again
-        event("sales.customers", customer, "customer.churned", {"customer_id": customer, "churned_at": iso(moment(rng))})
+    for n, customer in enumerate(rng.sample(customers, 15)):  # churned customers, some of which order again
+        for _ in range(1 + (n < 5)):  # and churn again: every churn counts
+            event("sales.customers", customer, "customer.churned",
+                  {"customer_id": customer, "churned_at": iso(moment(rng))})
 
     for n in range(60):
         campaign = f"{tag}-campaign-{n % 7}"

@@ -1,10 +1,17 @@
 """A customer's life from its orders and churn: new, active spells, lost, repeat buyers, revenue kinds."""
 
+from collections import defaultdict
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
-from salespulse.domain.customers import CustomerState, customer_contributions, with_churn, with_order
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from salespulse.domain.aggregation import Aggregator
+from salespulse.domain.customers import CustomerState, customer_contributions, freeze, with_churn, with_order
 from salespulse.domain.entities import OrderState
+from salespulse.domain.money import CurrencyConverter
 from salespulse.domain.periods import period_start
 
 TZ = ZoneInfo("Europe/Paris")
@@ -17,12 +24,12 @@ def order(days: float, cents: int = 10_000, rep: str = "rep-1", cancelled: bool 
                       cancelled_at=placed + timedelta(days=1) if cancelled else None)
 
 
-def customer(*orders: tuple[str, OrderState], churned_at=None) -> CustomerState:
+def customer(*orders: tuple[str, OrderState], churned_at=()) -> CustomerState:
     state = None
     for order_id, o in orders:
         state = with_order(state, order_id, o)
-    if churned_at is not None:
-        state, _ = with_churn(state, "churn-1", churned_at)
+    for moment in churned_at if isinstance(churned_at, tuple) else (churned_at,):
+        state, _ = with_churn(state, moment)
     return state
 
 
@@ -76,8 +83,15 @@ def test_a_churn_between_two_orders_ends_one_spell_and_the_next_order_starts_ano
     state = customer(("o1", order(0)), ("o2", order(60)), churned_at=T0 + timedelta(days=30))
     assert sum(booked(state, "losses", "day").values()) == 2
     later = customer(("o1", order(0)), ("o2", order(60)), churned_at=T0 + timedelta(days=10))
-    resent, changed = with_churn(later, "churn-1", T0 + timedelta(days=10))
+    resent, changed = with_churn(later, T0 + timedelta(days=10))
     assert not changed and resent == later
+
+
+def test_every_churn_counts_a_customer_lost_won_back_and_lost_again_is_lost_twice():
+    first, second = T0 + timedelta(days=30), T0 + timedelta(days=90)
+    state = customer(("o1", order(0)), ("o2", order(60)), churned_at=(second, first))
+    assert booked(state, "losses", "day") == {("day", first.date()): 1, ("day", second.date()): 1}
+    assert sum(booked(state, "activations", "day").values()) == 2
 
 
 def test_a_cancelled_order_leaves_the_customer_figures():
@@ -104,3 +118,66 @@ def test_upsell_counts_a_customer_once_per_bucket():
     assert sum(months.values()) == 2  # January and February
     assert sum(booked(state, "repeat_buyers", "month").values()) == 1  # January only
     assert sum(booked(state, "repeat_buyers", "year").values()) == 1
+
+
+# --- freezing old orders changes no figure ------------------------------------------------
+
+DELAY = timedelta(days=20)  # the latest an event arrives after its business time
+
+
+@st.composite
+def customer_logs(draw):
+    """A customer's events, each with an arrival time, and boundaries frozen once nothing older can arrive."""
+    hours = st.integers(0, 900 * 24)
+    events = []
+    for i, placed in enumerate(draw(st.lists(hours, min_size=1, max_size=10))):
+        at = T0 + timedelta(hours=placed)
+        events.append((at + timedelta(hours=draw(st.integers(0, 20 * 24))), "order", f"o{i}", at))
+        if draw(st.booleans()) and draw(st.booleans()):
+            events.append((at + timedelta(hours=draw(st.integers(0, 20 * 24))), "cancel", f"o{i}", at))
+    for at in draw(st.lists(hours, max_size=4)):
+        moment = T0 + timedelta(hours=at)
+        events.append((moment + timedelta(hours=draw(st.integers(0, 20 * 24))), "churn", None, moment))
+    boundaries = draw(st.lists(hours, max_size=4))
+    # freezing at B happens once every event older than B has arrived: at B + DELAY
+    events += [(T0 + timedelta(hours=b) + DELAY, "freeze", None, T0 + timedelta(hours=b)) for b in boundaries]
+    return sorted(events, key=lambda e: (e[0], e[1] != "freeze")), draw(st.integers(30, 400))
+
+
+def rows_of(contributions, sign, into):
+    Aggregator(TZ, CurrencyConverter("EUR")).rows(contributions, sign, into)
+
+
+@settings(max_examples=400, deadline=None)
+@given(customer_logs())
+def test_freezing_old_orders_changes_no_figure(log):
+    """What the processor books (deltas of the state, nothing when it freezes) equals the figures
+    of the whole history computed at once, and the frozen state holds only its recent orders."""
+    events, horizon = log
+    booked_rows: dict = defaultdict(dict)
+    state = whole = None
+    orders: dict[str, OrderState] = {}
+    for _, kind, order_id, at in events:
+        if kind == "freeze":
+            state = freeze(state, at, TZ, horizon) if state is not None else None
+            assert state is None or all(o.placed_at >= at for o in state.orders)
+            continue
+        if kind == "churn":
+            new, _ = with_churn(state, at)
+            whole, _ = with_churn(whole, at)
+        else:
+            placed = orders.get(order_id) or OrderState(placed_at=at, rep_id="rep-1", customer_id="c",
+                                                        revenue_cents=1_000 + len(orders))
+            orders[order_id] = replace(placed, cancelled_at=at + timedelta(days=1)) if kind == "cancel" else placed
+            new = with_order(state, order_id, orders[order_id])
+            whole = with_order(whole, order_id, orders[order_id])
+        rows_of(customer_contributions("c", state, TZ, horizon), -1, booked_rows)
+        rows_of(customer_contributions("c", new, TZ, horizon), +1, booked_rows)
+        state = new
+    expected: dict = defaultdict(dict)
+    rows_of(customer_contributions("c", whole, TZ, horizon), +1, expected)
+
+    def nonzero(rows):
+        return {(k, name): v for k, measures in rows.items() for name, v in measures.items() if v}
+
+    assert nonzero(booked_rows) == nonzero(expected)
