@@ -1,0 +1,158 @@
+"""Alert rules on KPI values: three levels, direction-aware, with hysteresis and a minimum duration.
+
+A rule watches one KPI by one dimension (one value, or every value: `*`) over the current
+bucket of one period kind, and one measure of it: the value itself, its attainment (value /
+target) or its pace ratio (value / where it should be by now: below 1 means the target will be
+missed at this rate, the *anticipation* signal). Levels, least severe first (KPIS.md):
+*balance* (informative), *anticipation* (the target will be missed), *alert* (act now).
+
+Each level the rule names has an `enter` and an `exit` threshold on the bad side of the KPI's
+direction: for an up-is-good KPI a level is entered when the measure falls to `enter` or below
+and left only once it rises above `exit` (exit >= enter); mirrored for down-is-good KPIs. A
+series (rule x dimension value) reaches a more severe level only after the measure has stayed
+on the bad side for `for_seconds`; it steps down as soon as an exit is crossed. So a value
+hovering at a threshold does not flap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+LEVELS = ("balance", "anticipation", "alert")  # least severe first
+MEASURES = ("value", "attainment", "pace")
+ANY_KEY = "*"
+
+
+@dataclass(frozen=True)
+class Threshold:
+    enter: Decimal
+    exit: Decimal
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    kpi: str
+    by: str
+    key: str  # a dimension value or * for each
+    period: str  # day|week|month|quarter|year|now: the current bucket of that kind
+    direction: str  # the KPI's: up (higher is better) or down
+    thresholds: dict[str, Threshold] = field(default_factory=dict)  # level -> thresholds
+    measure: str = "value"
+    for_seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        problems = rule_problems(self)
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    def bad(self, x: Decimal, threshold: Decimal) -> bool:
+        """Whether x is at or past `threshold` on the bad side."""
+        return x <= threshold if self.direction == "up" else x >= threshold
+
+    def series(self, key: str) -> str:
+        return f"{self.id}/{self.by}/{key}/{self.period}"
+
+
+def rule_problems(rule: Rule) -> list[str]:
+    """What makes a rule inconsistent, in words a user can act on."""
+    out = []
+    if rule.direction not in ("up", "down"):
+        out.append(f"direction must be up or down, not {rule.direction!r}")
+        return out
+    if rule.measure not in MEASURES:
+        out.append(f"measure must be one of {', '.join(MEASURES)}, not {rule.measure!r}")
+    unknown = set(rule.thresholds) - set(LEVELS)
+    if unknown:
+        out.append(f"unknown levels {sorted(unknown)}; levels are {', '.join(LEVELS)}")
+    if not rule.thresholds:
+        out.append("a rule needs thresholds for at least one level")
+    if rule.for_seconds < 0:
+        out.append("for_seconds must not be negative")
+    worse = "below" if rule.direction == "up" else "above"
+    for level, t in rule.thresholds.items():
+        if t.exit != t.enter and rule.bad(t.exit, t.enter):
+            out.append(f"{level}: exit {t.exit} must not be {worse} enter {t.enter} ({rule.kpi} is "
+                       f"{'higher' if rule.direction == 'up' else 'lower'}-is-better)")
+    named = [level for level in LEVELS if level in rule.thresholds]
+    for milder, harsher in zip(named, named[1:]):
+        a, b = rule.thresholds[milder].enter, rule.thresholds[harsher].enter
+        if a != b and rule.bad(a, b):
+            out.append(f"{harsher} must be entered further on the bad side than {milder}: "
+                       f"{harsher} enter {b} vs {milder} enter {a}")
+    return out
+
+
+@dataclass(frozen=True)
+class SeriesState:
+    """Where one series stands: its level (None: no alert) and what is building up."""
+
+    level: str | None = None
+    raised_at: datetime | None = None  # when the current alert was raised
+    pending_since: datetime | None = None  # since when a more severe level has been wanted
+
+
+@dataclass(frozen=True)
+class Change:
+    """A lifecycle step of one alert: raised, level_changed or resolved."""
+
+    state: str
+    level: str | None  # the new level (None when resolved)
+    previous: str | None
+    threshold: Decimal | None  # the threshold crossed: enter when rising, exit when stepping down
+
+
+def severity(level: str | None) -> int:
+    return -1 if level is None else LEVELS.index(level)
+
+
+def wanted_level(rule: Rule, x: Decimal, current: str | None) -> str | None:
+    """The most severe level the measure calls for, with hysteresis: a level at or below the
+    current one is kept until its exit is crossed; a harsher one needs its enter."""
+    for level in reversed(LEVELS):
+        t = rule.thresholds.get(level)
+        if t is None:
+            continue
+        kept = severity(level) <= severity(current) and rule.bad(x, t.exit)
+        if rule.bad(x, t.enter) or kept:
+            return level
+    return None
+
+
+def step(rule: Rule, state: SeriesState, x: Decimal | None, now: datetime) -> tuple[SeriesState, Change | None]:
+    """The series' next state for an observation (None: no value, nothing changes)."""
+    if x is None:
+        return state, None
+    wanted = wanted_level(rule, x, state.level)
+    if severity(wanted) > severity(state.level):
+        since = state.pending_since or now
+        if now - since < timedelta(seconds=rule.for_seconds):
+            return replace(state, pending_since=since), None
+        return _moved(rule, state, wanted, now)
+    if wanted == state.level:
+        return replace(state, pending_since=None), None
+    return _moved(rule, state, wanted, now)
+
+
+def _moved(rule: Rule, state: SeriesState, level: str | None, now: datetime) -> tuple[SeriesState, Change]:
+    if state.level is None:
+        return SeriesState(level, now), Change("raised", level, None, rule.thresholds[level].enter)
+    if level is None:
+        return SeriesState(), Change("resolved", None, state.level, rule.thresholds[state.level].exit)
+    rising = severity(level) > severity(state.level)
+    threshold = rule.thresholds[level].enter if rising else rule.thresholds[state.level].exit
+    return SeriesState(level, state.raised_at), Change("level_changed", level, state.level, threshold)
+
+
+def measure_of(rule: Rule, value: dict) -> Decimal | None:
+    """The rule's measure from a KPI value as the API serves it (`value`, `attainment`, `pace`)."""
+    if rule.measure == "value":
+        x = value.get("value")
+    elif rule.measure == "attainment":
+        x = value.get("attainment")
+    else:
+        v, pace = value.get("value"), value.get("pace")
+        x = None if v is None or not pace else Decimal(str(v)) / Decimal(str(pace))
+    return None if x is None else Decimal(str(x))

@@ -1,0 +1,94 @@
+"""Alert rules: levels, direction, hysteresis and minimum duration."""
+
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from salespulse.domain.alerts import Rule, SeriesState, Threshold, step
+
+T0 = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)
+D = Decimal
+
+
+def win_rate_rule(**extra) -> Rule:
+    """Win rate, higher is better: anticipation under 30 % (back over 33 %), alert under 20 % (25 %)."""
+    return Rule("r1", "win_rate", "rep", "*", "month", "up", {
+        "anticipation": Threshold(D("0.30"), D("0.33")), "alert": Threshold(D("0.20"), D("0.25"))}, **extra)
+
+
+def run(rule: Rule, values, start=T0, every=timedelta(seconds=10)):
+    state, changes = SeriesState(), []
+    for i, x in enumerate(values):
+        state, change = step(rule, state, None if x is None else D(str(x)), start + i * every)
+        if change:
+            changes.append((i, change.state, change.level))
+    return state, changes
+
+
+def test_levels_rise_and_fall_through_their_thresholds():
+    _, changes = run(win_rate_rule(), [0.5, 0.3, 0.31, 0.19, 0.22, 0.26, 0.32, 0.34])
+    assert changes == [(1, "raised", "anticipation"), (3, "level_changed", "alert"),
+                       (5, "level_changed", "anticipation"), (7, "resolved", None)]
+
+
+def test_a_down_is_good_kpi_alerts_when_high():
+    rule = Rule("r2", "calls_missed", "team", "*", "day", "down", {"alert": Threshold(D(10), D(8))})
+    _, changes = run(rule, [5, 10, 9, 8, 7])
+    assert changes == [(1, "raised", "alert"), (4, "resolved", None)]  # 8 is not below the exit yet
+
+
+def test_no_value_changes_nothing():
+    state, changes = run(win_rate_rule(), [0.1, None, None])
+    assert state.level == "alert" and len(changes) == 1
+
+
+def test_a_level_fires_only_after_its_minimum_duration_and_a_blip_never_does():
+    rule = win_rate_rule(for_seconds=30)
+    _, blips = run(rule, [0.1, 0.1, 0.5, 0.1, 0.5])  # bad for 10 s at most
+    assert blips == []
+    _, lasting = run(rule, [0.1, 0.1, 0.1, 0.1, 0.1])
+    assert lasting == [(3, "raised", "alert")]  # 30 s after the first bad value
+
+
+@pytest.mark.parametrize("thresholds, message", [
+    ({"alert": Threshold(D("0.2"), D("0.1"))}, "exit 0.1 must not be below enter 0.2"),
+    ({"anticipation": Threshold(D("0.1"), D("0.1")), "alert": Threshold(D("0.2"), D("0.2"))},
+     "alert must be entered further on the bad side"),
+    ({}, "at least one level"),
+    ({"panic": Threshold(D(1), D(1))}, "unknown levels"),
+])
+def test_inconsistent_rules_are_refused_with_a_reason(thresholds, message):
+    with pytest.raises(ValueError, match=message):
+        Rule("r", "win_rate", "all", "all", "month", "up", thresholds)
+
+
+values = st.lists(st.decimals(min_value=0, max_value=1, places=2), max_size=60)
+
+
+@settings(max_examples=300)
+@given(values)
+def test_hysteresis_a_change_needs_a_crossing_of_the_other_threshold(xs):
+    """After a raise, resolving needs a value above exit; after a resolve, raising needs one at enter."""
+    rule = Rule("r", "win_rate", "all", "all", "month", "up", {"alert": Threshold(D("0.40"), D("0.50"))})
+    _, changes = run(rule, xs)
+    for (i, state, _), (j, _, _) in zip(changes, changes[1:]):
+        between = xs[i + 1:j + 1]
+        if state == "raised":
+            assert any(x > D("0.50") for x in between)
+        else:
+            assert any(x <= D("0.40") for x in between)
+    for i, state, _ in changes:
+        assert (xs[i] <= D("0.40")) if state == "raised" else (xs[i] > D("0.50"))
+
+
+@settings(max_examples=200)
+@given(values)
+def test_a_down_rule_is_the_mirror_of_an_up_rule(xs):
+    up = Rule("r", "k", "all", "all", "day", "up", {"anticipation": Threshold(D("0.5"), D("0.6")),
+                                                     "alert": Threshold(D("0.3"), D("0.35"))})
+    down = Rule("r", "k", "all", "all", "day", "down", {"anticipation": Threshold(D("-0.5"), D("-0.6")),
+                                                         "alert": Threshold(D("-0.3"), D("-0.35"))})
+    assert run(up, xs)[1] == run(down, [-x for x in xs])[1]
