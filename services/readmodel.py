@@ -7,6 +7,10 @@ Layout (prefix `sp:`):
 - `sp:k:{period}:{start}:{dim}`        set of the dimension values with a row in that bucket.
 - `sp:years`                            set of the year buckets with a row (where date windows start).
 - `sp:targets`                          hash, field kpi/by/key/period -> target document.
+- `sp:rules`                            hash, rule id -> alert rule document.
+- `sp:alerts:active`                    hash, alert series -> its latest alert event (not resolved).
+- `sp:alerts:history`                   list of alert events, newest first, capped.
+- `sp:alerts:loaded`                    set once the alert state was copied from kpi.alerts.
 - `sp:dir:{reps|products|customers}`   hash, key -> directory record (as on directory.*).
 - `sp:synced`                           hash, source partition -> time its rows were last
   copied in full; a missing field (Redis restarted empty) makes its owner copy them again.
@@ -27,6 +31,10 @@ from salespulse.domain.targets import TargetBook, TargetId
 
 PREFIX = "sp:"
 TARGETS = PREFIX + "targets"
+RULES = PREFIX + "rules"
+ALERTS_ACTIVE = PREFIX + "alerts:active"
+ALERTS_HISTORY = PREFIX + "alerts:history"
+ALERTS_LOADED = PREFIX + "alerts:loaded"
 SYNCED = PREFIX + "synced"
 YEARS = PREFIX + "years"
 DIRECTORY = PREFIX + "dir:"
@@ -180,3 +188,53 @@ class ReadModel:
 
     async def target_book(self) -> TargetBook:
         return TargetBook(await self.target_docs())
+
+    # --- alert rules and alerts --------------------------------------------------------
+
+    async def put_rule(self, rule_id: str, doc: Mapping[str, Any]) -> None:
+        await self.redis.hset(RULES, rule_id, orjson.dumps(doc))
+
+    async def delete_rule(self, rule_id: str) -> bool:
+        return bool(await self.redis.hdel(RULES, rule_id))
+
+    async def rule_docs(self) -> dict[str, dict[str, Any]]:
+        raw = await self.redis.hgetall(RULES)
+        return {k.decode(): orjson.loads(v) for k, v in sorted(raw.items())}
+
+    async def record_alerts(self, events: Iterable[Mapping[str, Any]], history_size: int) -> None:
+        """Apply alert events in order: the active set and the capped history."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for event in events:
+                series = event["series"]
+                if event["state"] == "resolved":
+                    pipe.hdel(ALERTS_ACTIVE, series)
+                else:
+                    pipe.hset(ALERTS_ACTIVE, series, orjson.dumps(event))
+                pipe.lpush(ALERTS_HISTORY, orjson.dumps(event))
+            pipe.ltrim(ALERTS_HISTORY, 0, history_size - 1)
+            await pipe.execute()
+
+    async def replace_alerts(self, events: list[Mapping[str, Any]], history_size: int) -> None:
+        """Rebuild the alert state from the whole kpi.alerts log (oldest first)."""
+        latest = {e["series"]: e for e in events}
+        active = {series: orjson.dumps(e) for series, e in latest.items() if e["state"] != "resolved"}
+        history = [orjson.dumps(e) for e in reversed(events[-history_size:])]
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(ALERTS_ACTIVE, ALERTS_HISTORY)
+            if active:
+                pipe.hset(ALERTS_ACTIVE, mapping=active)
+            if history:
+                pipe.rpush(ALERTS_HISTORY, *history)
+            pipe.set(ALERTS_LOADED, 1)
+            await pipe.execute()
+
+    async def active_alerts(self) -> list[dict[str, Any]]:
+        raw = await self.redis.hgetall(ALERTS_ACTIVE)
+        return sorted((orjson.loads(v) for v in raw.values()), key=lambda e: e["at"], reverse=True)
+
+    async def alert_history(self, limit: int) -> list[dict[str, Any]]:
+        return [orjson.loads(v) for v in await self.redis.lrange(ALERTS_HISTORY, 0, limit - 1)]
+
+    async def alerts_known(self) -> bool:
+        """False until the alert state was copied from kpi.alerts, and after Redis lost it."""
+        return bool(await self.redis.exists(ALERTS_LOADED))

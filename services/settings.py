@@ -49,6 +49,21 @@ class Settings(BaseSettings):
     processor_batch_size: int = Field(default=1000, ge=1)
     processor_batch_seconds: float = Field(default=0.05, gt=0)
 
+    # Alerting (salespulse.alerting): rules are evaluated every ALERT_EVAL_SECONDS; alert changes
+    # go to kpi.alerts and to each receiver that has a URL (none: the receiver is off).
+    alerting_app_id: str = "salespulse-alerting"
+    alerting_metrics_host: str = "127.0.0.1"
+    alerting_metrics_port: int = 9103
+    alert_eval_seconds: float = Field(default=5.0, gt=0)
+    alert_history_size: int = Field(default=10_000, ge=1)
+    alert_webhook_url: str | None = None  # generic JSON webhook, signed with ALERT_WEBHOOK_SECRET
+    alert_webhook_secret: str | None = None
+    slack_webhook_url: str | None = None  # a Slack incoming webhook (or a compatible one)
+    alertmanager_url: str | None = None  # e.g. http://127.0.0.1:9093
+    alertmanager_resend_seconds: float = Field(default=60.0, gt=0)  # Alertmanager forgets unrepeated alerts
+    notify_max_backoff_seconds: float = Field(default=60.0, gt=0)
+    wallboard_url: str = "http://127.0.0.1:8000/"  # links in notifications
+
     data_dir: Path = REPO_ROOT / "var"
 
     @field_validator("fx_rates", mode="before")

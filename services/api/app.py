@@ -19,10 +19,10 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from salespulse.api.errors import install_error_handlers
-from salespulse.api.kafka import new_producer, replay_directory, replay_targets
+from salespulse.api.kafka import new_producer, replay_directory, replay_rules, replay_targets
 from salespulse.api.metrics import REQUESTS
 from salespulse.api.reading import Readings
-from salespulse.api.routes import directory, events, health, kpis, targets
+from salespulse.api.routes import directory, events, health, kpis, rules, targets
 from salespulse.contracts.topics import ensure_topics
 from salespulse.readmodel import ReadModel
 from salespulse.settings import Settings, get_settings
@@ -42,9 +42,10 @@ async def connect_kafka(app: FastAPI) -> None:
                 await state.producer.start()
                 state.kafka_connected.set()
             copied = await replay_targets(state.settings.kafka_bootstrap_servers, state.readmodel)
+            copied += await replay_rules(state.settings.kafka_bootstrap_servers, state.readmodel)
             records = await replay_directory(state.settings.kafka_bootstrap_servers, state.readmodel)
             state.targets_loaded.set()
-            log.info("connected to Kafka; %d target and %d directory records loaded", copied, records)
+            log.info("connected to Kafka; %d target and rule, %d directory records loaded", copied, records)
             return
         except asyncio.CancelledError:
             raise
@@ -81,12 +82,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title="SalesPulse API",
         version="1.0.0",
-        description="Live sales KPIs: values per dimension and period, leaderboards, targets, ingest.",
+        description="Live sales KPIs: values per dimension and period, leaderboards, targets, alert rules and alerts, ingest.",
         lifespan=lifespan,
     )
     install_error_handlers(app)
     app.include_router(kpis.router, prefix=API_PREFIX)
     app.include_router(targets.router, prefix=API_PREFIX)
+    app.include_router(rules.router, prefix=API_PREFIX)
     app.include_router(directory.router, prefix=API_PREFIX)
     app.include_router(events.router, prefix=API_PREFIX)
     app.include_router(health.router, prefix=API_PREFIX)

@@ -9,7 +9,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from salespulse.contracts.directory import DIRECTORY_TOPICS, InvalidRecord, decode_record
-from salespulse.contracts.topics import KPI_TARGETS, read_compacted
+from salespulse.contracts.topics import KPI_RULES, KPI_TARGETS, read_compacted
 from salespulse.domain.targets import TargetId
 from salespulse.readmodel import ReadModel
 
@@ -43,6 +43,18 @@ async def replay_targets(bootstrap_servers: str, readmodel: ReadModel) -> int:
             await readmodel.put_target(tid, orjson.loads(value))
 
     return await read_compacted(bootstrap_servers, KPI_TARGETS, apply)
+
+
+async def replay_rules(bootstrap_servers: str, readmodel: ReadModel) -> int:
+    """Copy the compacted kpi.rules topic into Redis (it is the durable copy of alert rules)."""
+
+    async def apply(key: bytes, value: bytes | None) -> None:
+        if value is None:
+            await readmodel.delete_rule(key.decode())
+        else:
+            await readmodel.put_rule(key.decode(), orjson.loads(value))
+
+    return await read_compacted(bootstrap_servers, KPI_RULES, apply)
 
 
 async def replay_directory(bootstrap_servers: str, readmodel: ReadModel) -> int:

@@ -150,3 +150,49 @@ class IngestResult(BaseModel):
 class Health(BaseModel):
     status: Literal["ok", "unavailable"]
     checks: dict[str, str] = {}
+
+
+class ThresholdIn(BaseModel):
+    enter: float = Field(allow_inf_nan=False, description="The level is entered at this value or worse.")
+    exit: float | None = Field(None, allow_inf_nan=False,
+                               description="Left only once the value is better than this (default: enter).")
+
+
+class RuleIn(BaseModel):
+    kpi: str = Field(max_length=80)
+    by: str = Field("all", max_length=40)
+    key: str = Field("all", max_length=200, description="A dimension value, or `*` for each value.")
+    period: Literal["day", "week", "month", "quarter", "year", "now"] = Field(
+        "day", description="The current bucket of this kind is watched; `now` for state KPIs.")
+    measure: Literal["value", "attainment", "pace"] = Field(
+        "value", description="value; attainment (value / target); pace (value / where it should be by now).")
+    levels: dict[Literal["balance", "anticipation", "alert"], ThresholdIn] = Field(
+        description="Thresholds per level, on the bad side of the KPI's direction.")
+    for_seconds: float = Field(0, ge=0, le=86_400 * 7, description="How long a harsher level must hold before it fires.")
+
+
+class RuleOut(RuleIn):
+    id: str
+    direction: str
+    updated_at: datetime
+
+
+class AlertOut(BaseModel):
+    id: str = Field(description="The event's id (one per change).")
+    alert_id: str = Field(description="The alert's id: the same from raised to resolved.")
+    rule: str
+    kpi: str
+    by: str
+    key: str
+    period: str
+    period_start: str | None
+    state: Literal["raised", "level_changed", "resolved"]
+    level: str | None
+    previous_level: str | None
+    measure: str
+    measured: float | None
+    value: float | None
+    threshold: float | None
+    unit: str
+    at: datetime
+    raised_at: datetime

@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 DEADLETTER = "sales.deadletter"
 KPI_UPDATES = "kpi.updates"
 KPI_TARGETS = "kpi.targets"
+KPI_RULES = "kpi.rules"
+KPI_ALERTS = "kpi.alerts"
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,9 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(DEADLETTER, p, r, keep_forever),
         TopicSpec(KPI_UPDATES, p, r, compacted),  # latest value per kpi/by/key/period
         TopicSpec(KPI_TARGETS, 1, r, compacted),
+        TopicSpec(KPI_RULES, 1, r, compacted),
+        # Every alert change, in order (one partition: a small stream whose history GET /alerts serves).
+        TopicSpec(KPI_ALERTS, 1, r, keep_forever),
     ]
     specs += [TopicSpec(topic, 1, r, compacted) for topic in DIRECTORY_TOPICS.values()]  # reference data
     return specs

@@ -156,3 +156,13 @@ def measure_of(rule: Rule, value: dict) -> Decimal | None:
         v, pace = value.get("value"), value.get("pace")
         x = None if v is None or not pace else Decimal(str(v)) / Decimal(str(pace))
     return None if x is None else Decimal(str(x))
+
+
+def rule_from_doc(rule_id: str, doc: dict, direction: str) -> Rule:
+    """A rule from its stored document (as PUT /rules takes it); ValueError says what is wrong."""
+    thresholds = {}
+    for level, t in (doc.get("levels") or {}).items():
+        enter = Decimal(str(t["enter"]))
+        thresholds[level] = Threshold(enter, enter if t.get("exit") is None else Decimal(str(t["exit"])))
+    return Rule(rule_id, doc["kpi"], doc.get("by", "all"), doc.get("key", "all"), doc.get("period", "day"),
+                direction, thresholds, doc.get("measure", "value"), float(doc.get("for_seconds", 0)))

@@ -1,0 +1,1 @@
+"""The alerting service: evaluates alert rules on KPI values and notifies receivers."""

@@ -1,0 +1,81 @@
+"""Alert rules (kept durably in the compacted kpi.rules topic) and the alerts they raised."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Annotated, Literal
+
+import orjson
+from fastapi import APIRouter, Path, Query, Response
+
+from salespulse.api.dependencies import ProducerDep, ReadModelDep
+from salespulse.api.errors import ApiError
+from salespulse.api.models import ERRORS, AlertOut, RuleIn, RuleOut
+from salespulse.api.reading import check_dimension, find_kpi
+from salespulse.contracts.topics import KPI_RULES
+from salespulse.domain.alerts import rule_from_doc
+
+router = APIRouter(tags=["alerts"], responses=ERRORS)
+
+RuleId = Annotated[str, Path(description="Your name for the rule: letters, digits, `.`, `_`, `-`.",
+                             max_length=100, pattern=r"^[A-Za-z0-9._-]+$")]
+
+
+def _checked(rule_id: str, body: RuleIn) -> dict:
+    kpi = find_kpi(body.kpi)
+    check_dimension(kpi, body.by)
+    if kpi.snapshot != (body.period == "now"):
+        wanted = "`now`" if kpi.snapshot else "day, week, month, quarter or year"
+        raise ApiError(422, "invalid_period", f"{kpi.id} is {'a state' if kpi.snapshot else 'a period'} KPI: "
+                                              f"its rules watch period {wanted}")
+    if body.by == "all" and body.key not in ("all", "*"):
+        raise ApiError(422, "invalid_key", "the `all` dimension has one value: all")
+    doc = body.model_dump()
+    try:
+        rule_from_doc(rule_id, doc, kpi.direction)
+    except ValueError as exc:
+        raise ApiError(422, "invalid_rule", str(exc)) from None
+    return {**doc, "direction": kpi.direction, "updated_at": datetime.now(timezone.utc).isoformat()}
+
+
+@router.get("/rules", response_model=list[RuleOut])
+async def read_rules(readmodel: ReadModelDep) -> list[dict]:
+    return [{"id": rule_id, **doc} for rule_id, doc in (await readmodel.rule_docs()).items()]
+
+
+@router.get("/rules/{rule_id}", response_model=RuleOut)
+async def read_rule(rule_id: RuleId, readmodel: ReadModelDep) -> dict:
+    doc = (await readmodel.rule_docs()).get(rule_id)
+    if doc is None:
+        raise ApiError(404, "unknown_rule", f"no rule {rule_id!r}")
+    return {"id": rule_id, **doc}
+
+
+@router.put("/rules/{rule_id}", response_model=RuleOut)
+async def put_rule(rule_id: RuleId, body: RuleIn, producer: ProducerDep, readmodel: ReadModelDep) -> dict:
+    """Create or replace a rule; the alerting service applies it at its next evaluation."""
+    doc = _checked(rule_id, body)
+    await producer.send_and_wait(KPI_RULES, orjson.dumps(doc), key=rule_id.encode())
+    await readmodel.put_rule(rule_id, doc)
+    return {"id": rule_id, **doc}
+
+
+@router.delete("/rules/{rule_id}", status_code=204, response_class=Response)
+async def delete_rule(rule_id: RuleId, producer: ProducerDep, readmodel: ReadModelDep) -> Response:
+    """Delete a rule; its active alerts are resolved."""
+    if rule_id not in await readmodel.rule_docs():
+        raise ApiError(404, "unknown_rule", f"no rule {rule_id!r}")
+    await producer.send_and_wait(KPI_RULES, None, key=rule_id.encode())  # tombstone
+    await readmodel.delete_rule(rule_id)
+    return Response(status_code=204)
+
+
+@router.get("/alerts", response_model=list[AlertOut])
+async def read_alerts(readmodel: ReadModelDep,
+                      state: Annotated[Literal["active", "all"], Query(
+                          description="`active`: alerts raised and not resolved (their latest change); "
+                                      "`all`: every change, newest first.")] = "active",
+                      limit: Annotated[int, Query(ge=1, le=10_000)] = 500) -> list[dict]:
+    if state == "active":
+        return (await readmodel.active_alerts())[:limit]
+    return await readmodel.alert_history(limit)

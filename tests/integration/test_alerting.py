@@ -1,0 +1,227 @@
+"""Alerts on the real path: a rule set through the API, events into Kafka, the processor's
+values in Redis, the alerting service (a subprocess) raising and escalating an alert on
+kpi.alerts, GET /api/v1/alerts, and deliveries to real HTTP receivers (a signed JSON webhook,
+a Slack-compatible one that is down at first) and a real Alertmanager (Debian package)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from salespulse.devstack.servers import free_port
+from tests.integration.conftest import cloudevent, eventually, processor_env, unavailable, unique
+
+pytestmark = pytest.mark.usefixtures("processor")
+SECRET = "test-webhook-secret"
+
+
+class Receiver:
+    """A real HTTP server that records what it is sent; it can refuse the first `down` requests."""
+
+    def __init__(self, down: int = 0) -> None:
+        self.received: list[tuple[dict, bytes]] = []
+        self.refused = 0
+        self.down = down
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if receiver.refused < receiver.down:
+                    receiver.refused += 1
+                    self.send_response(503)
+                else:
+                    receiver.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                    self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def alertmanager(tmp_path_factory):
+    binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+    if binary is None:
+        unavailable("Alertmanager is not installed (make deps installs the Debian package)")
+    workdir = tmp_path_factory.mktemp("alertmanager")
+    config = workdir / "alertmanager.yml"
+    config.write_text("route: {receiver: default, group_wait: 1s, group_interval: 1s, repeat_interval: 1h}\n"
+                      "receivers: [{name: default}]\n")
+    port = free_port()
+    proc = subprocess.Popen([binary, f"--config.file={config}", f"--storage.path={workdir}",
+                             f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
+                            stdout=subprocess.DEVNULL, stderr=(workdir / "log").open("wb"))
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{url}/-/ready").status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"Alertmanager did not start: {(workdir / 'log').read_text()[-2000:]}")
+        time.sleep(0.2)
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def receivers():
+    webhook, slack = Receiver(), Receiver(down=3)
+    yield webhook, slack
+    webhook.close()
+    slack.close()
+
+
+@pytest.fixture(scope="module")
+def alerting(settings, receivers, alertmanager, tmp_path_factory):
+    webhook, slack = receivers
+    log_path = tmp_path_factory.mktemp("alerting") / "alerting.log"
+    env = {**processor_env(settings), "ALERTING_APP_ID": unique("salespulse-alerting"),
+           "ALERTING_METRICS_PORT": str(free_port()), "ALERT_EVAL_SECONDS": "0.5",
+           "ALERT_WEBHOOK_URL": webhook.url, "ALERT_WEBHOOK_SECRET": SECRET, "SLACK_WEBHOOK_URL": slack.url,
+           "ALERTMANAGER_URL": alertmanager, "NOTIFY_MAX_BACKOFF_SECONDS": "1"}
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "salespulse.alerting"], env=env, stdout=log,
+                                stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while b"alerting ready" not in log_path.read_bytes():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"alerting did not start:\n{log_path.read_text()[-4000:]}")
+        time.sleep(0.2)
+    yield proc, log_path
+    proc.terminate()
+    proc.wait(10)
+
+
+def missed_call(rep: str, at: datetime) -> dict:
+    return cloudevent("call.ended", {"call_id": unique("call"), "rep_id": rep, "direction": "inbound",
+                                     "status": "missed", "started_at": at.isoformat(),
+                                     "ended_at": (at + timedelta(seconds=20)).isoformat()})
+
+
+async def ingest(api, *events) -> None:
+    response = await api.post("/api/v1/events", json=list(events))
+    assert response.status_code == 202, response.text
+
+
+async def test_rules_are_checked_against_the_catalog_and_the_kpi_direction(api):
+    bad = {
+        "no_kpi": ({"kpi": "nope", "levels": {"alert": {"enter": 1}}}, 404, "unknown_kpi"),
+        "dimension": ({"kpi": "calls_missed", "by": "sector", "levels": {"alert": {"enter": 1}}}, 422,
+                      "unsupported_dimension"),
+        # calls_missed is lower-is-better: leaving an alert must need fewer misses than entering it
+        "backwards": ({"kpi": "calls_missed", "levels": {"alert": {"enter": 5, "exit": 8}}}, 422, "invalid_rule"),
+        "state_kpi": ({"kpi": "open_deals", "period": "day", "levels": {"alert": {"enter": 1}}}, 422,
+                      "invalid_period"),
+        "no_levels": ({"kpi": "calls_missed", "levels": {}}, 422, "invalid_rule"),
+    }
+    for rule_id, (body, status, code) in bad.items():
+        response = await api.put(f"/api/v1/rules/{rule_id}", json=body)
+        assert response.status_code == status, response.text
+        assert response.json()["error"]["code"] == code
+    assert (await api.put("/api/v1/rules/bad id!", json=bad["no_kpi"][0])).status_code in (404, 422)
+
+
+async def test_an_alert_is_raised_escalated_notified_and_resolved(api, alerting, receivers, alertmanager):
+    webhook, slack = receivers
+    rep, rule_id = unique("rep"), unique("missed")
+    rule = {"kpi": "calls_missed", "by": "rep", "key": rep, "period": "day",
+            "levels": {"anticipation": {"enter": 2, "exit": 1}, "alert": {"enter": 4, "exit": 3}}}
+    response = await api.put(f"/api/v1/rules/{rule_id}", json=rule)
+    assert response.status_code == 200, response.text
+    assert response.json()["direction"] == "down"
+
+    now = datetime.now(timezone.utc)
+    await ingest(api, *(missed_call(rep, now - timedelta(minutes=i)) for i in range(2)))
+
+    async def raised():
+        active = (await api.get("/api/v1/alerts", params={"state": "active"})).json()
+        mine = [a for a in active if a["rule"] == rule_id]
+        assert [(a["state"], a["level"], a["value"]) for a in mine] == [("raised", "anticipation", 2)]
+    await eventually(raised, timeout=30)
+
+    await ingest(api, *(missed_call(rep, now - timedelta(minutes=10 + i)) for i in range(2)))
+
+    async def escalated():
+        active = [a for a in (await api.get("/api/v1/alerts")).json() if a["rule"] == rule_id]
+        assert [(a["state"], a["level"], a["previous_level"], a["threshold"]) for a in active] == [
+            ("level_changed", "alert", "anticipation", 4)]
+    await eventually(escalated, timeout=30)
+
+    assert (await api.delete(f"/api/v1/rules/{rule_id}")).status_code == 204
+
+    async def resolved():
+        history = [a for a in (await api.get("/api/v1/alerts", params={"state": "all"})).json()
+                   if a["rule"] == rule_id]
+        assert [a["state"] for a in history] == ["resolved", "level_changed", "raised"]  # newest first
+        assert len({a["alert_id"] for a in history}) == 1  # one alert from raised to resolved
+        assert not [a for a in (await api.get("/api/v1/alerts")).json() if a["rule"] == rule_id]
+    await eventually(resolved, timeout=30)
+
+    # The webhook got each change once, in order, signed over "{timestamp}.{body}".
+    async def webhook_got_all():
+        mine = [(h, b) for h, b in webhook.received if orjson.loads(b)["rule"] == rule_id]
+        assert [orjson.loads(b)["state"] for _, b in mine] == ["raised", "level_changed", "resolved"]
+        for headers, body in mine:
+            expected = hmac.new(SECRET.encode(), headers["x-salespulse-timestamp"].encode() + b"." + body,
+                                hashlib.sha256).hexdigest()
+            assert headers["x-salespulse-signature"] == f"sha256={expected}"
+            assert headers["x-salespulse-event-id"] == orjson.loads(body)["id"]
+    await eventually(webhook_got_all, timeout=30)
+
+    # Slack refused the first three attempts: retried with backoff, nothing lost, nothing twice.
+    async def slack_got_all():
+        texts = [json.loads(b)["text"] for _, b in slack.received if rep in json.loads(b)["text"]]
+        assert len(texts) == 3 and texts[0].startswith("Anticipation: calls_missed for rep " + rep)
+        assert texts[1].startswith("Alert:") and texts[2].startswith("Resolved:")
+    await eventually(slack_got_all, timeout=30)
+    assert slack.refused == 3
+
+    # Alertmanager saw the anticipation alert end and the alert level fire, then end.
+    async def alertmanager_has_it():
+        alerts = httpx.get(f"{alertmanager}/api/v2/alerts", params={"active": "true", "inhibited": "true",
+                                                                      "silenced": "true", "unprocessed": "true",
+                                                                      "filter": f'key="{rep}"'}).json()
+        assert alerts == []  # resolved alerts are not active
+    await eventually(alertmanager_has_it, timeout=30)
+
+
+async def test_alertmanager_receives_active_alerts_with_their_severity(api, alerting, alertmanager):
+    rep, rule_id = unique("rep"), unique("missed")
+    rule = {"kpi": "calls_missed", "by": "rep", "key": "*", "period": "day",
+            "levels": {"alert": {"enter": 1, "exit": 0}}}
+    await ingest(api, missed_call(rep, datetime.now(timezone.utc)))
+    assert (await api.put(f"/api/v1/rules/{rule_id}", json=rule)).status_code == 200
+
+    async def firing():
+        alerts = httpx.get(f"{alertmanager}/api/v2/alerts", params={"filter": f'key="{rep}"'}).json()
+        assert [(a["labels"]["kpi"], a["labels"]["severity"], a["labels"]["rule"], a["status"]["state"])
+                for a in alerts] == [("calls_missed", "critical", rule_id, "active")]
+    await eventually(firing, timeout=30)
+    assert (await api.delete(f"/api/v1/rules/{rule_id}")).status_code == 204
