@@ -14,6 +14,8 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from salespulse.domain.kpis import CATALOG
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -64,6 +66,16 @@ class Settings(BaseSettings):
     notify_max_backoff_seconds: float = Field(default=60.0, gt=0)
     wallboard_url: str = "http://127.0.0.1:8000/"  # links in notifications
 
+    # KPI gauges on the API's /metrics: which KPIs, dimensions and periods (the current bucket),
+    # and at most METRICS_MAX_SERIES values per KPI, dimension and period (the best ones).
+    metrics_kpis: Annotated[list[str], NoDecode] = Field(default_factory=lambda: [
+        "revenue", "revenue_attainment", "gross_margin", "orders", "win_rate", "pipeline_value", "deals_won",
+        "calls_outbound", "calls_inbound", "calls_missed", "answer_rate", "new_customers", "overdue_receivables"])
+    metrics_dimensions: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["all", "team", "region", "rep"])
+    metrics_periods: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["day", "month"])
+    metrics_max_series: int = Field(default=20, ge=1, le=10_000)
+    metrics_cache_seconds: float = Field(default=5.0, ge=0)
+
     data_dir: Path = REPO_ROOT / "var"
 
     @field_validator("fx_rates", mode="before")
@@ -94,6 +106,29 @@ class Settings(BaseSettings):
         Retention(value)  # refuses unknown period kinds
         if any(days < 0 for days in value.values()):
             raise ValueError("retention days must be 0 (keep) or more")
+        return value
+
+    @field_validator("metrics_kpis", "metrics_dimensions", "metrics_periods", mode="before")
+    @classmethod
+    def _comma_list(cls, raw: object) -> object:
+        if isinstance(raw, str):
+            return [part.strip() for part in raw.split(",") if part.strip()]
+        return raw
+
+    @field_validator("metrics_kpis")
+    @classmethod
+    def _known_kpis(cls, value: list[str]) -> list[str]:
+        unknown = [k for k in value if k not in CATALOG]
+        if unknown:
+            raise ValueError(f"unknown KPIs {unknown}; GET /api/v1/kpis lists them")
+        return value
+
+    @field_validator("metrics_periods")
+    @classmethod
+    def _known_metric_periods(cls, value: list[str]) -> list[str]:
+        unknown = [p for p in value if p not in ("day", "week", "month", "quarter", "year")]
+        if unknown:
+            raise ValueError(f"unknown periods {unknown}; periods are day, week, month, quarter, year")
         return value
 
     @field_validator("reporting_currency")

@@ -16,10 +16,11 @@ from zoneinfo import ZoneInfo
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from salespulse.api.errors import install_error_handlers
 from salespulse.api.kafka import new_producer, replay_directory, replay_rules, replay_targets
+from salespulse.api.kpimetrics import KpiCollector
 from salespulse.api.metrics import REQUESTS
 from salespulse.api.reading import Readings
 from salespulse.api.routes import directory, events, health, kpis, rules, targets
@@ -65,6 +66,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state.settings = settings
         state.readmodel = ReadModel.from_url(settings.redis_url)
         state.readings = Readings(state.readmodel, ZoneInfo(settings.business_timezone))
+        state.kpi_metrics = KpiCollector(settings, state.readings)
+        state.kpi_registry = CollectorRegistry(auto_describe=False)
+        state.kpi_registry.register(state.kpi_metrics)
         state.producer = new_producer(settings.kafka_bootstrap_servers)
         state.kafka_connected = asyncio.Event()
         state.targets_loaded = asyncio.Event()
@@ -95,8 +99,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)  # /healthz and /readyz at the root too, for probes
 
     @app.get("/metrics", include_in_schema=False)
-    async def read_metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    async def read_metrics(request: Request) -> Response:
+        state = request.app.state
+        try:
+            await state.kpi_metrics.refresh()
+        except Exception as exc:  # noqa: BLE001 - Redis away: the service's own metrics still count
+            log.warning("KPI gauges not refreshed: %s", exc)
+        return Response(generate_latest() + generate_latest(state.kpi_registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.middleware("http")
     async def observe_latency(request: Request, call_next):

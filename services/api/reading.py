@@ -67,7 +67,7 @@ class Readings:
             for key, measures in sorted(rows.items())
         ]
         if kpi.top is not None:  # the best of those with a value above zero
-            values = [v for v in _ranked(kpi, values) if v["value"] > 0][:kpi.top]
+            values = [v for v in best_first(kpi, values) if v["value"] > 0][:kpi.top]
         stamps = [m.as_of for m in rows.values() if getattr(m, "as_of", None)]
         return {
             "kpi": kpi.id, "by": by,
@@ -105,7 +105,7 @@ class Readings:
     async def leaderboard(self, kpi_id: str, by: str, period: str, at: date | None, limit: int) -> dict[str, Any]:
         reading = await self.reading(kpi_id, by, period, at)
         kpi = CATALOG[kpi_id]
-        ranked = _ranked(kpi, reading["values"])
+        ranked = best_first(kpi, reading["values"])
         entries, rank = [], 0
         for i, v in enumerate(ranked[:limit]):
             if i == 0 or v["value"] != ranked[i - 1]["value"]:
@@ -114,7 +114,7 @@ class Readings:
         return {k: reading[k] for k in ("kpi", "by", "period", "period_start", "unit", "as_of")} | {"entries": entries}
 
 
-def _ranked(kpi: Kpi, values: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def best_first(kpi: Kpi, values: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Values that exist, best first (ties by key)."""
     ranked = [v for v in values if v["value"] is not None]
     ranked.sort(key=lambda v: (-v["value"] if kpi.direction == "up" else v["value"], v["key"]))

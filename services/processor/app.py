@@ -134,6 +134,22 @@ class Processor:
         metrics.BATCH_SIZE.observe(len(messages) + len(result.rejected))
         await self.publish(result.measures)
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+        self.observe_progress(messages.values())
+
+    def observe_progress(self, messages: Iterable[Any]) -> None:
+        """Latency of each event from its write to Kafka, and what is left on its partition."""
+        now, last = time.time(), {}
+        for message in messages:
+            if message.timestamp:
+                metrics.EVENT_LATENCY.observe(max(0.0, now - message.timestamp))
+            last[message.tp] = max(last.get(message.tp, -1), message.offset)
+        for tp, offset in last.items():
+            try:
+                highwater = self.app.consumer.highwater(tp)
+            except Exception:  # noqa: BLE001 - not known yet: leave the gauge as it was
+                continue
+            if highwater is not None:
+                metrics.LAG.labels(tp.topic, str(tp.partition)).set(max(0, highwater - offset - 1))
 
     async def sync_directory(self) -> None:
         """Bring the directory up to date, and Redis's copy of it for the API's reads."""

@@ -1,13 +1,15 @@
 """Prometheus metrics of the stream processor, served on PROCESSOR_METRICS_PORT."""
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
+
+from salespulse.contracts.events import SOURCE_TOPICS
 
 EVENTS = Counter(
     "salespulse_processor_events_total",
     "Events read from the sales.* topics, by outcome.",
     ["topic", "outcome"],
 )
-for _topic in ("sales.calls", "sales.deals", "sales.orders"):
+for _topic in SOURCE_TOPICS:
     for _outcome in ("applied", "duplicate", "stale", "replayed", "deadlettered"):
         EVENTS.labels(_topic, _outcome)
 
@@ -42,4 +44,14 @@ UNMATCHED_EXPIRED = Counter(
     "salespulse_processor_unmatched_expired_total",
     "Order cancellations or invoice payments dropped by retention without ever meeting their order or invoice.",
     ["kind"],
+)
+EVENT_LATENCY = Histogram(
+    "salespulse_processor_event_latency_seconds",
+    "From an event's write to Kafka to its rows published to Redis and kpi.updates.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+LAG = Gauge(
+    "salespulse_processor_lag_events",
+    "Events on a source partition not yet processed, as of its latest batch.",
+    ["topic", "partition"],
 )
