@@ -1,4 +1,4 @@
-"""Run SalesPulse on this machine: local Kafka and Redis, the processor, the API, the simulator.
+"""Run SalesPulse on this machine: local Kafka and Redis, the processor, the API, alerting, the simulator.
 
     python -m salespulse.devstack run     # everything; what `make run` does
     python -m salespulse.devstack up      # only Kafka and Redis, for development
@@ -104,12 +104,14 @@ def run(args: argparse.Namespace) -> None:
             stack.spawn("api", "salespulse.api")
             base = f"http://{settings.api_host}:{settings.api_port}"
             stack.wait_ready(f"{base}/readyz")
+            stack.spawn("alerting", "salespulse.alerting")
             if os.environ.get("SIMULATE", "1") != "0":
                 stack.spawn("simulator", "salespulse.simulator")
             _say("SalesPulse is running.")
             _say(f"  KPI catalog:   {base}/api/v1/kpis")
             _say(f"  Revenue today: {base}/api/v1/kpis/revenue?by=rep&period=day")
             _say(f"  Leaderboard:   {base}/api/v1/leaderboards/calls_outbound?period=day")
+            _say(f"  Alerts:        {base}/api/v1/alerts   rules: {base}/api/v1/rules")
             _say(f"  API docs:      {base}/docs      metrics: {base}/metrics")
             _say(f"  Logs:          {stack.logs}/   Ctrl-C stops everything.")
         else:

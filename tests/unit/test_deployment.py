@@ -11,10 +11,34 @@ SERVICES = COMPOSE["services"]
 KNOWN_ENV = {name.upper() for name in Settings.model_fields} | {"SIMULATE", "SIM_RATE"}
 
 
+SALESPULSE = ("processor", "api", "alerting", "simulator")
+
+
 def test_the_stack_has_every_piece_with_a_healthcheck():
-    assert {"kafka", "redis", "processor", "api", "simulator"} <= set(SERVICES)
-    for name in ("kafka", "redis", "processor", "api"):
+    assert {"kafka", "redis", "prometheus", "alertmanager", "grafana", *SALESPULSE} <= set(SERVICES)
+    for name in set(SERVICES) - {"simulator"}:  # the simulator is a client that may finish
         assert SERVICES[name]["healthcheck"]["test"], name
+
+
+def test_mounted_configuration_exists_and_prometheus_scrapes_every_service_on_its_port():
+    for service in SERVICES.values():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("./"):
+                assert (REPO_ROOT / source).exists(), volume
+    config = yaml.safe_load((REPO_ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    targets = {job["job_name"]: job["static_configs"][0]["targets"] for job in config["scrape_configs"]}
+    assert targets == {"salespulse-api": ["api:8000"], "salespulse-processor": [
+        f"processor:{SERVICES['processor']['environment']['PROCESSOR_METRICS_PORT']}"],
+        "salespulse-alerting": [f"alerting:{SERVICES['alerting']['environment']['ALERTING_METRICS_PORT']}"]}
+    assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["alertmanager:9093"]
+    assert SERVICES["alerting"]["environment"]["ALERTMANAGER_URL"] == "http://alertmanager:9093"
+
+
+def test_third_party_images_are_pinned():
+    for name in ("kafka", "redis", "prometheus", "alertmanager", "grafana"):
+        image = SERVICES[name]["image"]
+        assert ":" in image and not image.endswith(":latest"), image
 
 
 def test_kafka_is_apache_kafka_4_1_in_kraft_mode():
@@ -24,13 +48,13 @@ def test_kafka_is_apache_kafka_4_1_in_kraft_mode():
 
 
 def test_services_wait_for_healthy_dependencies():
-    for name in ("processor", "api", "simulator"):
+    for name in SALESPULSE:
         for dependency in SERVICES[name]["depends_on"].values():
             assert dependency["condition"] == "service_healthy"
 
 
 def test_every_setting_the_stack_passes_is_one_the_code_reads():
-    for name in ("processor", "api", "simulator"):
+    for name in SALESPULSE:
         unknown = set(SERVICES[name]["environment"]) - KNOWN_ENV
         assert not unknown, f"{name} sets variables nothing reads: {unknown}"
 
@@ -39,6 +63,6 @@ def test_the_image_runs_the_services_from_the_dockerfile():
     dockerfile = (REPO_ROOT / "Dockerfile").read_text()
     assert "pip install ." in dockerfile
     for name, module in (("processor", "salespulse.processor"), ("api", "salespulse.api"),
-                         ("simulator", "salespulse.simulator")):
+                         ("alerting", "salespulse.alerting"), ("simulator", "salespulse.simulator")):
         assert SERVICES[name]["command"] == ["python", "-m", module]
         assert Path(REPO_ROOT, "services", module.split(".")[1], "__main__.py").exists()
