@@ -13,7 +13,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -50,11 +51,9 @@ def docker_engine_answers() -> bool:
         return False
 
 
-@pytest.fixture(scope="session")
-def kafka_bootstrap(tmp_path_factory) -> str:
-    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
-        yield os.environ["KAFKA_BOOTSTRAP_SERVERS"]
-        return
+@contextmanager
+def new_kafka_broker(tmp_path_factory) -> Iterator[str]:
+    """A Kafka broker of its own: a container when a Docker engine answers, else the local launcher."""
     if docker_engine_answers():
         from testcontainers.kafka import KafkaContainer
 
@@ -66,8 +65,19 @@ def kafka_bootstrap(tmp_path_factory) -> str:
         kafka.start()
     except Exception as exc:  # noqa: BLE001
         unavailable(f"could not start the local Kafka broker: {exc}")
-    yield kafka.bootstrap_servers
-    kafka.stop()
+    try:
+        yield kafka.bootstrap_servers
+    finally:
+        kafka.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory) -> str:
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        yield os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+        return
+    with new_kafka_broker(tmp_path_factory) as bootstrap:
+        yield bootstrap
 
 
 @pytest.fixture(scope="session")

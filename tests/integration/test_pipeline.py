@@ -18,7 +18,8 @@ async def read(api, kpi: str, *, by: str = "rep", period: str = "day", at: str) 
     return response.json()
 
 
-async def expect(api, key: str, at: str, expected: dict, *, by: str = "rep", period: str = "day") -> None:
+async def expect(api, key: str, at: str, expected: dict, *, by: str = "rep", period: str = "day",
+                 timeout: float = 30.0) -> None:
     """Wait until every KPI in `expected` shows that value for `key` (None: no value, Decimal: exact)."""
     async def check():
         for kpi, want in expected.items():
@@ -30,7 +31,7 @@ async def expect(api, key: str, at: str, expected: dict, *, by: str = "rep", per
                 assert got == float(want), f"{kpi}[{key}] {period} {at}: {got} != {want}"
             else:  # money and counts: the exact decimal text
                 assert Decimal(str(got)) == Decimal(str(want)), f"{kpi}[{key}] {period} {at}: {got} != {want}"
-    await eventually(check)
+    await eventually(check, timeout=timeout)
 
 
 def call(event_type: str, call_id: str, rep: str, direction: str, started: str, **extra) -> dict:
