@@ -5,6 +5,7 @@ a Slack-compatible one that is down at first) and a real Alertmanager (Debian pa
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -19,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import orjson
 import pytest
+import redis.asyncio as redis
 
 from salespulse.devstack.servers import free_port
 from tests.integration.conftest import cloudevent, eventually, processor_env, unavailable, unique
@@ -96,26 +98,40 @@ def receivers():
     slack.close()
 
 
+class AlertingService:
+    """`python -m salespulse.alerting` as a subprocess that can be restarted."""
+
+    def __init__(self, env: dict[str, str], log_path) -> None:
+        self.env, self.log_path, self.proc = env, log_path, None
+
+    def start(self) -> None:
+        start = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "salespulse.alerting"], env=self.env, stdout=log,
+                                         stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while b"alerting ready" not in self.log_path.read_bytes()[start:]:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.proc.kill()
+                pytest.fail(f"alerting did not start:\n{self.log_path.read_text()[-4000:]}")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
 @pytest.fixture(scope="module")
 def alerting(settings, receivers, alertmanager, tmp_path_factory):
     webhook, slack = receivers
-    log_path = tmp_path_factory.mktemp("alerting") / "alerting.log"
     env = {**processor_env(settings), "ALERTING_APP_ID": unique("salespulse-alerting"),
            "ALERTING_METRICS_PORT": str(free_port()), "ALERT_EVAL_SECONDS": "0.5",
            "ALERT_WEBHOOK_URL": webhook.url, "ALERT_WEBHOOK_SECRET": SECRET, "SLACK_WEBHOOK_URL": slack.url,
            "ALERTMANAGER_URL": alertmanager, "NOTIFY_MAX_BACKOFF_SECONDS": "1"}
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "salespulse.alerting"], env=env, stdout=log,
-                                stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while b"alerting ready" not in log_path.read_bytes():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"alerting did not start:\n{log_path.read_text()[-4000:]}")
-        time.sleep(0.2)
-    yield proc, log_path
-    proc.terminate()
-    proc.wait(10)
+    service = AlertingService(env, tmp_path_factory.mktemp("alerting") / "alerting.log")
+    service.start()
+    yield service
+    service.stop()
 
 
 def missed_call(rep: str, at: datetime) -> dict:
@@ -224,3 +240,36 @@ async def test_alertmanager_receives_active_alerts_with_their_severity(api, aler
                 for a in alerts] == [("calls_missed", "critical", rule_id, "active")]
     await eventually(firing, timeout=30)
     assert (await api.delete(f"/api/v1/rules/{rule_id}")).status_code == 204
+
+
+async def test_an_active_alert_survives_a_restart_and_a_wiped_redis_without_being_raised_again(
+        api, alerting, settings):
+    rep, rule_id = unique("rep"), unique("missed")
+    rule = {"kpi": "calls_missed", "by": "rep", "key": rep, "period": "day", "levels": {"alert": {"enter": 1}}}
+    assert (await api.put(f"/api/v1/rules/{rule_id}", json=rule)).status_code == 200
+    await ingest(api, missed_call(rep, datetime.now(timezone.utc)))
+
+    async def changes() -> list[str]:
+        history = (await api.get("/api/v1/alerts", params={"state": "all"})).json()
+        return [a["state"] for a in history if a["rule"] == rule_id]
+
+    async def raised_once():
+        assert await changes() == ["raised"]
+        assert [a["rule"] for a in (await api.get("/api/v1/alerts")).json()].count(rule_id) == 1
+    await eventually(raised_once, timeout=30)
+
+    alerting.stop()
+    alerting.start()  # its state comes back from kpi.alerts
+    await asyncio.sleep(2)  # several evaluations
+    await raised_once()
+
+    store = redis.from_url(settings.redis_url)
+    await store.delete("sp:alerts:active", "sp:alerts:history", "sp:alerts:loaded")  # as if Redis restarted empty
+    await store.aclose()
+    await eventually(raised_once, timeout=30)  # copied back from kpi.alerts, still raised once
+
+    assert (await api.delete(f"/api/v1/rules/{rule_id}")).status_code == 204
+
+    async def resolved():
+        assert await changes() == ["resolved", "raised"]
+    await eventually(resolved, timeout=30)
