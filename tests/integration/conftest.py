@@ -132,6 +132,21 @@ def start_processor(settings: Settings, **env: str) -> subprocess.Popen:
     return proc
 
 
+def wait_until_up(url: str, proc: subprocess.Popen, what: str, log: Path) -> None:
+    """Wait until `url` answers 200 (fail with the end of `log` if the process dies or 60 s pass)."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(url).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"{what} did not start: {log.read_text()[-3000:]}")
+        time.sleep(0.3)
+
+
 def stop_processor(proc: subprocess.Popen) -> None:
     proc.terminate()
     try:

@@ -23,7 +23,7 @@ import pytest
 import redis.asyncio as redis
 
 from salespulse.devstack.servers import free_port
-from tests.integration.conftest import cloudevent, eventually, processor_env, unavailable, unique
+from tests.integration.conftest import cloudevent, eventually, processor_env, unavailable, unique, wait_until_up
 
 pytestmark = pytest.mark.usefixtures("processor")
 SECRET = "test-webhook-secret"
@@ -74,17 +74,7 @@ def alertmanager(tmp_path_factory):
                              f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
                             stdout=subprocess.DEVNULL, stderr=(workdir / "log").open("wb"))
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{url}/-/ready").status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"Alertmanager did not start: {(workdir / 'log').read_text()[-2000:]}")
-        time.sleep(0.2)
+    wait_until_up(f"{url}/-/ready", proc, "Alertmanager", workdir / "log")
     yield url
     proc.terminate()
     proc.wait(10)

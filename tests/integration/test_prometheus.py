@@ -6,7 +6,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import time
 from datetime import datetime, timedelta, timezone
 
 import httpx
@@ -14,23 +13,9 @@ import pytest
 
 from salespulse.devstack.servers import free_port
 from salespulse.settings import REPO_ROOT
-from tests.integration.conftest import cloudevent, eventually, processor_env, unavailable, unique
+from tests.integration.conftest import cloudevent, eventually, processor_env, unavailable, unique, wait_until_up
 
 pytestmark = pytest.mark.usefixtures("processor")
-
-
-def wait_until_up(url: str, proc: subprocess.Popen, what: str, log) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(url).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"{what} did not start: {log.read_text()[-3000:]}")
-        time.sleep(0.3)
 
 
 @pytest.fixture(scope="module")
