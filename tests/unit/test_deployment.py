@@ -66,3 +66,14 @@ def test_the_image_runs_the_services_from_the_dockerfile():
                          ("alerting", "salespulse.alerting"), ("simulator", "salespulse.simulator")):
         assert SERVICES[name]["command"] == ["python", "-m", module]
         assert Path(REPO_ROOT, "services", module.split(".")[1], "__main__.py").exists()
+
+
+def test_every_python_package_of_the_services_is_installed_by_a_non_editable_install():
+    """The image runs `pip install .`: a sub-package missing from pyproject.toml would be left out."""
+    import tomllib
+
+    listed = set(tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {"salespulse." + ".".join(p.parent.relative_to(REPO_ROOT / "services").parts)
+             for p in (REPO_ROOT / "services").rglob("__init__.py")}
+    found = {name.rstrip(".") for name in found}
+    assert found <= listed, f"add to [tool.setuptools] packages: {sorted(found - listed)}"
