@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-APT_PACKAGES := redis-server openjdk-17-jre-headless maven prometheus prometheus-alertmanager
+APT_PACKAGES := redis-server openjdk-17-jre-headless maven prometheus prometheus-alertmanager chromium
 
 .DEFAULT_GOAL := help
 .PHONY: help deps venv jars run up test test-unit test-integration clean
@@ -12,13 +12,14 @@ APT_PACKAGES := redis-server openjdk-17-jre-headless maven prometheus prometheus
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
-deps: ## Install the system packages (redis-server, Java 17, Maven, Prometheus, Alertmanager) when missing
+deps: ## Install the system packages (redis-server, Java 17, Maven, Prometheus, Alertmanager, Chromium) when missing
 	@missing=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
 	command -v mvn >/dev/null || missing="$$missing maven"; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
 	command -v prometheus-alertmanager >/dev/null || missing="$$missing prometheus-alertmanager"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \

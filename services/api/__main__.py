@@ -16,8 +16,10 @@ from salespulse.settings import get_settings
 def main() -> None:
     settings = get_settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Live streams (GET /api/v1/stream) never end by themselves: on shutdown, give requests 3 s,
+    # then close them; the screens reconnect to another replica or to this one once back.
     uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port,
-                log_level="info", access_log=False)
+                log_level="info", access_log=False, timeout_graceful_shutdown=3)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,8 @@ from salespulse.api.kafka import new_producer, replay_directory, replay_rules, r
 from salespulse.api.kpimetrics import KpiCollector
 from salespulse.api.metrics import REQUESTS
 from salespulse.api.reading import Readings
-from salespulse.api.routes import directory, events, health, kpis, rules, targets
+from salespulse.api.live import LiveHub
+from salespulse.api.routes import directory, events, health, kpis, live, rules, targets
 from salespulse.contracts.topics import ensure_topics
 from salespulse.readmodel import ReadModel
 from salespulse.settings import Settings, get_settings
@@ -72,13 +73,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state.producer = new_producer(settings.kafka_bootstrap_servers)
         state.kafka_connected = asyncio.Event()
         state.targets_loaded = asyncio.Event()
+        state.live = LiveHub(settings.kafka_bootstrap_servers, state.readings)
         connecting = asyncio.create_task(connect_kafka(app))
+        following = asyncio.create_task(state.live.run())
         try:
             yield
         finally:
-            connecting.cancel()
-            with suppress(asyncio.CancelledError):
-                await connecting
+            for task in (connecting, following):
+                task.cancel()
+                with suppress(asyncio.CancelledError):
+                    await task
             if state.kafka_connected.is_set():
                 await state.producer.stop()
             await state.readmodel.close()
@@ -93,6 +97,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(kpis.router, prefix=API_PREFIX)
     app.include_router(targets.router, prefix=API_PREFIX)
     app.include_router(rules.router, prefix=API_PREFIX)
+    app.include_router(live.router, prefix=API_PREFIX)
+    app.include_router(live.page)
     app.include_router(directory.router, prefix=API_PREFIX)
     app.include_router(events.router, prefix=API_PREFIX)
     app.include_router(health.router, prefix=API_PREFIX)

@@ -147,6 +147,39 @@ def wait_until_up(url: str, proc: subprocess.Popen, what: str, log: Path) -> Non
         time.sleep(0.3)
 
 
+def start_api(settings: Settings, log: Path, port: int | None = None, **env: str) -> tuple[subprocess.Popen, str]:
+    """The API as its own process on a real port (for Prometheus and browsers); (process, base URL)."""
+    port = port or free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "salespulse.api"], stdout=log.open("ab"), stderr=subprocess.STDOUT,
+                            env={**processor_env(settings), "API_HOST": "127.0.0.1", "API_PORT": str(port), **env})
+    url = f"http://127.0.0.1:{port}"
+    wait_until_up(f"{url}/readyz", proc, "the API", log)
+    return proc, url
+
+
+class AlertingService:
+    """`python -m salespulse.alerting` as a subprocess that can be restarted."""
+
+    def __init__(self, env: dict[str, str], log_path) -> None:
+        self.env, self.log_path, self.proc = env, log_path, None
+
+    def start(self) -> None:
+        start = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "salespulse.alerting"], env=self.env, stdout=log,
+                                         stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while b"alerting ready" not in self.log_path.read_bytes()[start:]:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.proc.kill()
+                pytest.fail(f"alerting did not start:\n{self.log_path.read_text()[-4000:]}")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
 def stop_processor(proc: subprocess.Popen) -> None:
     proc.terminate()
     try:

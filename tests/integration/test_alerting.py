@@ -11,9 +11,7 @@ import hmac
 import json
 import shutil
 import subprocess
-import sys
 import threading
-import time
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -23,7 +21,15 @@ import pytest
 import redis.asyncio as redis
 
 from salespulse.devstack.servers import free_port
-from tests.integration.conftest import cloudevent, eventually, processor_env, unavailable, unique, wait_until_up
+from tests.integration.conftest import (
+    AlertingService,
+    cloudevent,
+    eventually,
+    processor_env,
+    unavailable,
+    unique,
+    wait_until_up,
+)
 
 pytestmark = pytest.mark.usefixtures("processor")
 SECRET = "test-webhook-secret"
@@ -86,29 +92,6 @@ def receivers():
     yield webhook, slack
     webhook.close()
     slack.close()
-
-
-class AlertingService:
-    """`python -m salespulse.alerting` as a subprocess that can be restarted."""
-
-    def __init__(self, env: dict[str, str], log_path) -> None:
-        self.env, self.log_path, self.proc = env, log_path, None
-
-    def start(self) -> None:
-        start = self.log_path.stat().st_size if self.log_path.exists() else 0
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "salespulse.alerting"], env=self.env, stdout=log,
-                                         stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while b"alerting ready" not in self.log_path.read_bytes()[start:]:
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.proc.kill()
-                pytest.fail(f"alerting did not start:\n{self.log_path.read_text()[-4000:]}")
-            time.sleep(0.2)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from datetime import datetime, timedelta, timezone
 
 import httpx
@@ -13,7 +12,7 @@ import pytest
 
 from salespulse.devstack.servers import free_port
 from salespulse.settings import REPO_ROOT
-from tests.integration.conftest import cloudevent, eventually, processor_env, unavailable, unique, wait_until_up
+from tests.integration.conftest import cloudevent, eventually, start_api, unavailable, unique, wait_until_up
 
 pytestmark = pytest.mark.usefixtures("processor")
 
@@ -21,14 +20,9 @@ pytestmark = pytest.mark.usefixtures("processor")
 @pytest.fixture(scope="module")
 def api_server(settings, tmp_path_factory):
     """The API as its own process on a real port, exporting every rep's values."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("api") / "api.log"
-    env = {**processor_env(settings), "API_HOST": "127.0.0.1", "API_PORT": str(port),
-           "METRICS_DIMENSIONS": "all,team,rep", "METRICS_MAX_SERIES": "10000", "METRICS_CACHE_SECONDS": "0"}
-    proc = subprocess.Popen([sys.executable, "-m", "salespulse.api"], env=env, stdout=log.open("wb"),
-                            stderr=subprocess.STDOUT)
-    wait_until_up(f"http://127.0.0.1:{port}/readyz", proc, "the API", log)
-    yield f"127.0.0.1:{port}"
+    proc, url = start_api(settings, tmp_path_factory.mktemp("api") / "api.log", METRICS_DIMENSIONS="all,team,rep",
+                          METRICS_MAX_SERIES="10000", METRICS_CACHE_SECONDS="0")
+    yield url.removeprefix("http://")
     proc.terminate()
     proc.wait(10)
 

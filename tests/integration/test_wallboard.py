@@ -1,0 +1,175 @@
+"""The wallboard in a real browser (Debian's Chromium driven by Playwright): events produced into
+Kafka change the numbers on the page; a page whose API went away catches up when it returns;
+boards rotate; an alert brings its board to the front; both sizes fit a TV without scrolling."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from salespulse.devstack.servers import free_port
+from tests.integration.conftest import (
+    AlertingService,
+    cloudevent,
+    processor_env,
+    send,
+    start_api,
+    unavailable,
+    unique,
+)
+
+pytestmark = pytest.mark.usefixtures("processor")
+
+
+@pytest.fixture(scope="module")
+def api_server(settings, tmp_path_factory):
+    log = tmp_path_factory.mktemp("wallboard") / "api.log"
+    proc, url = start_api(settings, log)
+    server = {"proc": proc, "url": url, "log": log}
+    yield server
+    server["proc"].terminate()
+    server["proc"].wait(10)
+
+
+@pytest.fixture(scope="module")
+async def browser():
+    executable = shutil.which("chromium")
+    if executable is None:
+        unavailable("Chromium is not installed (make deps installs the Debian package)")
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        yield browser
+        await browser.close()
+
+
+def call(rep: str, status: str = "answered", direction: str = "outbound") -> dict:
+    now = datetime.now(timezone.utc)
+    data = {"call_id": unique("call"), "rep_id": rep, "direction": direction, "status": status,
+            "started_at": now.isoformat(), "ended_at": (now + timedelta(seconds=30)).isoformat()}
+    if status == "answered":
+        data["answered_at"] = now.isoformat()
+    return cloudevent("call.ended", data)
+
+
+async def tile_text(page, kpi: str) -> str:
+    return (await page.locator(f'main .kind-tile[data-kpi="{kpi}"] .value').first.inner_text()).strip()
+
+
+async def wait_for_text(page, kpi: str, text: str, timeout: float = 15.0) -> float:
+    """Seconds until the tile shows `text`."""
+    started = time.monotonic()
+    await page.wait_for_function(
+        "([kpi, text]) => { const n = document.querySelector(`main .kind-tile[data-kpi='${kpi}'] .value`);"
+        " return n && n.textContent.trim() === text; }", arg=[kpi, text], timeout=timeout * 1000)
+    return time.monotonic() - started
+
+
+async def test_produced_events_change_the_numbers_on_the_page(browser, api_server, producer):
+    rep = unique("rep")
+    page = await browser.new_page(viewport={"width": 1920, "height": 1080})
+    await page.goto(f"{api_server['url']}/?board=telephony&rep={rep}&lang=en")
+    await page.wait_for_selector("body[data-connected='true']")
+    assert await tile_text(page, "calls_outbound") == "–"  # nothing yet for this rep
+
+    await send(producer, "sales.calls", "k1", call(rep))
+    seconds = await wait_for_text(page, "calls_outbound", "1")
+    await send(producer, "sales.calls", "k2", call(rep))
+    await send(producer, "sales.calls", "k3", call(rep, status="missed", direction="inbound"))
+    await wait_for_text(page, "calls_outbound", "2")
+    await wait_for_text(page, "calls_missed", "1")
+    assert seconds < 10, f"the first call took {seconds:.1f} s to show"
+    fresh = await page.locator('.kind-tile[data-kpi="calls_outbound"] .fresh').inner_text()
+    assert fresh in ("just now", ) or fresh.endswith("ago")
+    await page.close()
+
+
+async def test_a_page_catches_up_at_once_when_its_api_comes_back(browser, api_server, producer, settings):
+    rep = unique("rep")
+    page = await browser.new_page(viewport={"width": 1280, "height": 720})
+    await page.goto(f"{api_server['url']}/?board=telephony&rep={rep}&lang=fr")
+    await page.wait_for_selector("body[data-connected='true']")
+    await send(producer, "sales.calls", "k1", call(rep))
+    await wait_for_text(page, "calls_outbound", "1")
+
+    api_server["proc"].terminate()
+    api_server["proc"].wait(10)
+    await page.wait_for_selector("body[data-connected='false']")
+    assert "reconnexion" in await page.locator("#link-text").inner_text()
+    await send(producer, "sales.calls", "k2", call(rep))  # while no API is there
+    await send(producer, "sales.calls", "k3", call(rep))
+    port = int(api_server["url"].rsplit(":", 1)[1])
+    api_server["proc"], _ = start_api(settings, api_server["log"], port=port)
+    await page.wait_for_selector("body[data-connected='true']", timeout=30_000)
+    await wait_for_text(page, "calls_outbound", "3")  # the state is sent again on reconnect
+    assert await tile_text(page, "calls_outbound") == "3"
+    await page.close()
+
+
+async def test_boards_rotate(browser, api_server):
+    page = await browser.new_page(viewport={"width": 1280, "height": 720})
+    await page.goto(f"{api_server['url']}/?boards=sales,leaders,telephony&rotate=2")
+    assert await page.get_attribute("body", "data-board") == "sales"
+    await page.wait_for_function("document.body.dataset.board === 'leaders'", timeout=5000)
+    await page.wait_for_function("document.body.dataset.board === 'telephony'", timeout=5000)
+    await page.wait_for_function("document.body.dataset.board === 'sales'", timeout=5000)
+    await page.close()
+
+
+@pytest.fixture(scope="module")
+def alerting(settings, tmp_path_factory):
+    service = AlertingService({**processor_env(settings), "ALERTING_APP_ID": unique("salespulse-alerting"),
+                               "ALERTING_METRICS_PORT": str(free_port()), "ALERT_EVAL_SECONDS": "0.2"},
+                              tmp_path_factory.mktemp("alerting") / "alerting.log")
+    service.start()
+    yield service
+    service.stop()
+
+
+async def test_an_alert_brings_its_board_to_the_front(browser, api_server, api, producer, alerting):
+    rep, rule_id = unique("rep"), unique("front")
+    rule = {"kpi": "calls_missed", "by": "rep", "key": rep, "period": "day", "levels": {"alert": {"enter": 1}}}
+    assert (await api.put(f"/api/v1/rules/{rule_id}", json=rule)).status_code == 200
+    page = await browser.new_page(viewport={"width": 1920, "height": 1080})
+    await page.goto(f"{api_server['url']}/?boards=sales,leaders,telephony&rotate=600&rep={rep}")
+    await page.wait_for_selector("body[data-connected='true']")
+    assert await page.get_attribute("body", "data-board") == "sales"
+
+    await send(producer, "sales.calls", "k1", call(rep, status="missed", direction="inbound"))
+    await page.wait_for_function("document.body.dataset.board === 'telephony'", timeout=20_000)
+    await page.wait_for_selector('.kind-tile.alerting[data-kpi="calls_missed"]')
+    assert rep in await page.locator("footer").inner_text()
+    assert (await api.delete(f"/api/v1/rules/{rule_id}")).status_code == 204
+    await page.close()
+
+
+@pytest.mark.parametrize("width, height", [(1920, 1080), (1280, 720)])
+@pytest.mark.parametrize("theme", ["dark", "light"])
+async def test_every_board_fits_a_tv_screen_without_scrolling(browser, api_server, tmp_path, width, height, theme):
+    page = await browser.new_page(viewport={"width": width, "height": height})
+    for board in ("sales", "telephony", "leaders"):
+        await page.goto(f"{api_server['url']}/?board={board}&theme={theme}&lang=fr")
+        await page.wait_for_selector("body[data-connected='true']")
+        await page.wait_for_timeout(300)
+        layout = await page.evaluate("""() => {
+            const s = document.scrollingElement;
+            const tiles = [...document.querySelectorAll('main .tile')].map(t => t.getBoundingClientRect());
+            const values = [...document.querySelectorAll('main .value')].map(v => parseFloat(getComputedStyle(v).fontSize));
+            return {scrollW: s.scrollWidth, scrollH: s.scrollHeight, tiles: tiles.map(r => [r.left, r.top, r.right, r.bottom]),
+                    values, bg: getComputedStyle(document.body).backgroundColor};
+        }""")
+        assert layout["scrollW"] <= width and layout["scrollH"] <= height, (board, layout)
+        assert layout["tiles"] and all(0 <= l and 0 <= t and r <= width + 0.5 and b <= height + 0.5
+                                       for l, t, r, b in layout["tiles"]), (board, layout["tiles"])
+        # Readable across a room: the numbers are 9 % of the screen height.
+        assert all(size >= 0.085 * height for size in layout["values"]), (board, layout["values"])
+        dark = layout["bg"] == "rgb(13, 17, 23)"
+        assert dark == (theme == "dark"), layout["bg"]
+        shot = tmp_path / f"{board}-{width}x{height}-{theme}.png"
+        await page.screenshot(path=str(shot))
+        assert shot.stat().st_size > 10_000
+    await page.close()
