@@ -19,13 +19,13 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from salespulse.api.errors import install_error_handlers
-from salespulse.api.kafka import new_producer, replay_directory, replay_rules, replay_targets
+from salespulse.api.kafka import new_producer, replay_directory, replay_documents, replay_targets
 from salespulse.api.kpimetrics import KpiCollector
 from salespulse.api.metrics import REQUESTS
 from salespulse.api.reading import Readings
 from salespulse.api.live import LiveHub
-from salespulse.api.routes import directory, events, health, kpis, live, rules, targets
-from salespulse.contracts.topics import ensure_topics
+from salespulse.api.routes import directory, events, health, kpis, live, profiles, rules, targets
+from salespulse.contracts.topics import KPI_RULES, WALLBOARD_PROFILES, ensure_topics
 from salespulse.readmodel import ReadModel
 from salespulse.settings import Settings, get_settings
 
@@ -44,10 +44,12 @@ async def connect_kafka(app: FastAPI) -> None:
                 await state.producer.start()
                 state.kafka_connected.set()
             copied = await replay_targets(state.settings.kafka_bootstrap_servers, state.readmodel)
-            copied += await replay_rules(state.settings.kafka_bootstrap_servers, state.readmodel)
+            readmodel, servers = state.readmodel, state.settings.kafka_bootstrap_servers
+            copied += await replay_documents(servers, KPI_RULES, readmodel.put_rule, readmodel.delete_rule)
+            copied += await replay_documents(servers, WALLBOARD_PROFILES, readmodel.put_profile, readmodel.delete_profile)
             records = await replay_directory(state.settings.kafka_bootstrap_servers, state.readmodel)
             state.targets_loaded.set()
-            log.info("connected to Kafka; %d target and rule, %d directory records loaded", copied, records)
+            log.info("connected to Kafka; %d target, rule and profile, %d directory records loaded", copied, records)
             return
         except asyncio.CancelledError:
             raise
@@ -98,6 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(targets.router, prefix=API_PREFIX)
     app.include_router(rules.router, prefix=API_PREFIX)
     app.include_router(live.router, prefix=API_PREFIX)
+    app.include_router(profiles.router, prefix=API_PREFIX)
     app.include_router(live.page)
     app.include_router(directory.router, prefix=API_PREFIX)
     app.include_router(events.router, prefix=API_PREFIX)

@@ -9,7 +9,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from salespulse.contracts.directory import DIRECTORY_TOPICS, InvalidRecord, decode_record
-from salespulse.contracts.topics import KPI_RULES, KPI_TARGETS, read_compacted
+from salespulse.contracts.topics import KPI_TARGETS, read_compacted
 from salespulse.domain.targets import TargetId
 from salespulse.readmodel import ReadModel
 
@@ -45,16 +45,17 @@ async def replay_targets(bootstrap_servers: str, readmodel: ReadModel) -> int:
     return await read_compacted(bootstrap_servers, KPI_TARGETS, apply)
 
 
-async def replay_rules(bootstrap_servers: str, readmodel: ReadModel) -> int:
-    """Copy the compacted kpi.rules topic into Redis (it is the durable copy of alert rules)."""
+async def replay_documents(bootstrap_servers: str, topic: str, put, delete) -> int:
+    """Copy a compacted topic of JSON documents keyed by name into Redis: put(name, doc) or,
+    for a tombstone, delete(name). kpi.rules and wallboard.profiles are kept this way."""
 
     async def apply(key: bytes, value: bytes | None) -> None:
         if value is None:
-            await readmodel.delete_rule(key.decode())
+            await delete(key.decode())
         else:
-            await readmodel.put_rule(key.decode(), orjson.loads(value))
+            await put(key.decode(), orjson.loads(value))
 
-    return await read_compacted(bootstrap_servers, KPI_RULES, apply)
+    return await read_compacted(bootstrap_servers, topic, apply)
 
 
 async def replay_directory(bootstrap_servers: str, readmodel: ReadModel) -> int:

@@ -196,3 +196,21 @@ class AlertOut(BaseModel):
     unit: str
     at: datetime
     raised_at: datetime
+
+
+class ProfileIn(BaseModel):
+    """A saved screen: open `/?profile={name}` (URL parameters still win)."""
+
+    boards: list[Literal["sales", "telephony", "leaders"]] = Field(["sales"], min_length=1, max_length=10)
+    rotate: int = Field(30, ge=0, le=3600, description="Seconds per board when there are several; 0: no rotation.")
+    by: Literal["all", "team", "region", "rep"] = "all"
+    key: str = Field("all", max_length=200, description="The team, region or rep shown (with `by`).")
+    period: Literal["day", "week", "month", "quarter", "year"] | None = Field(
+        None, description="Override every tile's period (default: each tile's own).")
+    lang: Literal["en", "fr"] | None = None
+    theme: Literal["dark", "light"] = "dark"
+
+
+class ProfileOut(ProfileIn):
+    name: str
+    updated_at: datetime

@@ -22,6 +22,7 @@ KPI_UPDATES = "kpi.updates"
 KPI_TARGETS = "kpi.targets"
 KPI_RULES = "kpi.rules"
 KPI_ALERTS = "kpi.alerts"
+WALLBOARD_PROFILES = "wallboard.profiles"
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(KPI_UPDATES, p, r, compacted),  # latest value per kpi/by/key/period
         TopicSpec(KPI_TARGETS, 1, r, compacted),
         TopicSpec(KPI_RULES, 1, r, compacted),
+        TopicSpec(WALLBOARD_PROFILES, 1, r, compacted),
         # Every alert change, in order (one partition: a small stream whose history GET /alerts serves).
         TopicSpec(KPI_ALERTS, 1, r, keep_forever),
     ]

@@ -173,3 +173,22 @@ async def test_every_board_fits_a_tv_screen_without_scrolling(browser, api_serve
         await page.screenshot(path=str(shot))
         assert shot.stat().st_size > 10_000
     await page.close()
+
+
+async def test_a_saved_profile_configures_a_screen(browser, api_server, api):
+    name = unique("floor")
+    profile = {"boards": ["telephony", "leaders"], "rotate": 0, "by": "team", "key": "lyon", "lang": "fr",
+               "theme": "light"}
+    response = await api.put(f"/api/v1/profiles/{name}", json=profile)
+    assert response.status_code == 200, response.text
+    bad = await api.put(f"/api/v1/profiles/{name}", json={**profile, "boards": ["casino"]})
+    assert bad.status_code == 422
+    page = await browser.new_page(viewport={"width": 1280, "height": 720})
+    await page.goto(f"{api_server['url']}/?profile={name}&board=leaders")  # the URL wins over the profile
+    await page.wait_for_selector("body[data-connected='true']")
+    assert await page.get_attribute("body", "data-board") == "leaders"
+    assert await page.get_attribute("body", "data-theme") == "light"
+    assert await page.locator("#scope").inner_text() == "Équipe lyon"
+    await page.goto(f"{api_server['url']}/?profile=nobody")
+    assert "profile nobody: 404" in await page.locator("#scope").inner_text()
+    await page.close()

@@ -1,9 +1,26 @@
 // SalesPulse wallboard: boards of KPI tiles fed by GET /api/v1/stream (Server-Sent Events).
 // Configured by URL: ?board=sales | ?boards=sales,telephony&rotate=30 | &team=… or &region=…
-// (or &by=rep&key=…) | &period=month | &lang=fr|en | &theme=dark|light.
+// (or &by=rep&key=…) | &period=month | &lang=fr|en | &theme=dark|light | ?profile=name.
 "use strict";
 
-const params = new URLSearchParams(location.search);
+// ?profile=name loads a saved profile (PUT /api/v1/profiles/{name}); URL parameters still win.
+let profileError = null;
+const params = (() => {
+  const url = new URLSearchParams(location.search);
+  const name = url.get("profile");
+  if (!name) return url;
+  const request = new XMLHttpRequest(); // synchronous: once, before anything is drawn
+  request.open("GET", `/api/v1/profiles/${encodeURIComponent(name)}`, false);
+  request.send();
+  if (request.status !== 200) { profileError = `profile ${name}: ${request.status}`; return url; }
+  const p = JSON.parse(request.responseText);
+  const merged = new URLSearchParams({ boards: p.boards.join(","), rotate: String(p.rotate), theme: p.theme });
+  if (p.by !== "all") { merged.set("by", p.by); merged.set("key", p.key); }
+  if (p.period) merged.set("period", p.period);
+  if (p.lang) merged.set("lang", p.lang);
+  for (const [k, v] of url) merged.set(k, v);
+  return merged;
+})();
 const lang = (params.get("lang") || navigator.language || "en").slice(0, 2) === "fr" ? "fr" : "en";
 const locale = lang === "fr" ? "fr-FR" : "en-GB";
 document.body.dataset.theme = params.get("theme") === "light" ? "light" : "dark";
@@ -265,7 +282,8 @@ function tick() {
   }
 }
 
-document.getElementById("scope").textContent = scopeBy === "all" ? TEXT.company : `${TEXT[scopeBy] || scopeBy} ${scopeKey}`;
+document.getElementById("scope").textContent = profileError ||
+  (scopeBy === "all" ? TEXT.company : `${TEXT[scopeBy] || scopeBy} ${scopeKey}`);
 loadDirectory().then(render);
 setInterval(loadDirectory, 300000);
 setInterval(tick, 1000);
