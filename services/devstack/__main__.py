@@ -108,6 +108,7 @@ def run(args: argparse.Namespace) -> None:
             if os.environ.get("SIMULATE", "1") != "0":
                 stack.spawn("simulator", "salespulse.simulator")
             _say("SalesPulse is running.")
+            _say(f"  Wallboard:     {base}/")
             _say(f"  KPI catalog:   {base}/api/v1/kpis")
             _say(f"  Revenue today: {base}/api/v1/kpis/revenue?by=rep&period=day")
             _say(f"  Leaderboard:   {base}/api/v1/leaderboards/calls_outbound?period=day")
