@@ -46,6 +46,7 @@ class KpiValueOut(BaseModel):
     attainment: float | None = None
     pace: float | None = Field(None, description="Where the value should be by now to meet the target.")
     level: Level | None = None
+    as_of: datetime | None = Field(None, description="When the newest measure behind this value was written.")
 
 
 class KpiReading(BaseModel):

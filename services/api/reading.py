@@ -30,9 +30,10 @@ def _num(x) -> float | None:
     return None if x is None else float(x)
 
 
-def _value_out(key: str, v: KpiValue) -> dict[str, Any]:
+def _value_out(key: str, v: KpiValue, as_of: float | None) -> dict[str, Any]:
     return {"key": key, "value": _num(v.value), "target": _num(v.target), "attainment": _num(v.attainment),
-            "pace": _num(v.pace), "level": v.level}
+            "pace": _num(v.pace), "level": v.level,
+            "as_of": None if not as_of else datetime.fromtimestamp(as_of, timezone.utc)}
 
 
 class Readings:
@@ -63,7 +64,8 @@ class Readings:
         book = await self.readmodel.target_book()
         now = datetime.now(timezone.utc)
         values = [
-            _value_out(key, value_row(kpi, row._replace(key=key), measures, book, now, self.tz, total))
+            _value_out(key, value_row(kpi, row._replace(key=key), measures, book, now, self.tz, total),
+                       getattr(measures, "as_of", None))
             for key, measures in sorted(rows.items())
         ]
         if kpi.top is not None:  # the best of those with a value above zero

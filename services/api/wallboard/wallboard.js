@@ -155,8 +155,11 @@ function renderItem(item) {
   if (item.kind === "tile") renderTile(tile, reading);
   else if (item.kind === "ranks") renderRanks(tile, reading);
   else renderPie(tile, reading);
-  const fresh = age(reading && reading.as_of);
-  tile.append(el("div", { class: `fresh ${fresh.stale ? "stale" : ""}`, "data-as-of": reading && reading.as_of || "" }, fresh.text));
+  // A value tile is as fresh as its own value; a list or a pie as its newest value.
+  const own = item.kind === "tile" && reading && reading.values.find((v) => v.key === scopeKey);
+  const asOf = (own ? own.as_of : reading && reading.as_of) || "";
+  const fresh = age(asOf || null);
+  tile.append(el("div", { class: `fresh ${fresh.stale ? "stale" : ""}`, "data-as-of": asOf }, fresh.text));
   return tile;
 }
 
