@@ -7,8 +7,7 @@ Layout (prefix `sp:`):
 - `sp:k:{period}:{start}:{dim}`        set of the dimension values with a row in that bucket.
 - `sp:years`                            set of the year buckets with a row (where date windows start).
 - `sp:targets`                          hash, field kpi/by/key/period -> target document.
-- `sp:rules`                            hash, rule id -> alert rule document.
-- `sp:profiles`                         hash, name -> wallboard profile document.
+- `sp:rules`, `sp:profiles`             hash, name -> alert rule / wallboard profile document.
 - `sp:alerts:active`                    hash, alert series -> its latest alert event (not resolved).
 - `sp:alerts:history`                   list of alert events, newest first, capped.
 - `sp:alerts:loaded`                    set once the alert state was copied from kpi.alerts.
@@ -32,8 +31,6 @@ from salespulse.domain.targets import TargetBook, TargetId
 
 PREFIX = "sp:"
 TARGETS = PREFIX + "targets"
-RULES = PREFIX + "rules"
-PROFILES = PREFIX + "profiles"
 ALERTS_ACTIVE = PREFIX + "alerts:active"
 ALERTS_HISTORY = PREFIX + "alerts:history"
 ALERTS_LOADED = PREFIX + "alerts:loaded"
@@ -193,24 +190,14 @@ class ReadModel:
 
     # --- alert rules and alerts --------------------------------------------------------
 
-    async def put_rule(self, rule_id: str, doc: Mapping[str, Any]) -> None:
-        await self.redis.hset(RULES, rule_id, orjson.dumps(doc))
+    async def put_document(self, collection: str, name: str, doc: Mapping[str, Any]) -> None:
+        await self.redis.hset(PREFIX + collection, name, orjson.dumps(doc))
 
-    async def delete_rule(self, rule_id: str) -> bool:
-        return bool(await self.redis.hdel(RULES, rule_id))
+    async def delete_document(self, collection: str, name: str) -> bool:
+        return bool(await self.redis.hdel(PREFIX + collection, name))
 
-    async def rule_docs(self) -> dict[str, dict[str, Any]]:
-        raw = await self.redis.hgetall(RULES)
-        return {k.decode(): orjson.loads(v) for k, v in sorted(raw.items())}
-
-    async def put_profile(self, name: str, doc: Mapping[str, Any]) -> None:
-        await self.redis.hset(PROFILES, name, orjson.dumps(doc))
-
-    async def delete_profile(self, name: str) -> bool:
-        return bool(await self.redis.hdel(PROFILES, name))
-
-    async def profiles(self) -> dict[str, dict[str, Any]]:
-        raw = await self.redis.hgetall(PROFILES)
+    async def documents(self, collection: str) -> dict[str, dict[str, Any]]:
+        raw = await self.redis.hgetall(PREFIX + collection)
         return {k.decode(): orjson.loads(v) for k, v in sorted(raw.items())}
 
     async def record_alerts(self, events: Iterable[Mapping[str, Any]], history_size: int) -> None:

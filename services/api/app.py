@@ -19,13 +19,14 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from salespulse.api.errors import install_error_handlers
-from salespulse.api.kafka import new_producer, replay_directory, replay_documents, replay_targets
+from salespulse.api.documents import PROFILES, RULES
+from salespulse.api.kafka import new_producer, replay_directory, replay_targets
 from salespulse.api.kpimetrics import KpiCollector
 from salespulse.api.metrics import REQUESTS
 from salespulse.api.reading import Readings
 from salespulse.api.live import LiveHub
 from salespulse.api.routes import directory, events, health, kpis, live, profiles, rules, targets
-from salespulse.contracts.topics import KPI_RULES, WALLBOARD_PROFILES, ensure_topics
+from salespulse.contracts.topics import ensure_topics
 from salespulse.readmodel import ReadModel
 from salespulse.settings import Settings, get_settings
 
@@ -44,9 +45,8 @@ async def connect_kafka(app: FastAPI) -> None:
                 await state.producer.start()
                 state.kafka_connected.set()
             copied = await replay_targets(state.settings.kafka_bootstrap_servers, state.readmodel)
-            readmodel, servers = state.readmodel, state.settings.kafka_bootstrap_servers
-            copied += await replay_documents(servers, KPI_RULES, readmodel.put_rule, readmodel.delete_rule)
-            copied += await replay_documents(servers, WALLBOARD_PROFILES, readmodel.put_profile, readmodel.delete_profile)
+            for documents in (RULES, PROFILES):
+                copied += await documents.replay(state.settings.kafka_bootstrap_servers, state.readmodel)
             records = await replay_directory(state.settings.kafka_bootstrap_servers, state.readmodel)
             state.targets_loaded.set()
             log.info("connected to Kafka; %d target, rule and profile, %d directory records loaded", copied, records)

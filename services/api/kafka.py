@@ -45,19 +45,6 @@ async def replay_targets(bootstrap_servers: str, readmodel: ReadModel) -> int:
     return await read_compacted(bootstrap_servers, KPI_TARGETS, apply)
 
 
-async def replay_documents(bootstrap_servers: str, topic: str, put, delete) -> int:
-    """Copy a compacted topic of JSON documents keyed by name into Redis: put(name, doc) or,
-    for a tombstone, delete(name). kpi.rules and wallboard.profiles are kept this way."""
-
-    async def apply(key: bytes, value: bytes | None) -> None:
-        if value is None:
-            await delete(key.decode())
-        else:
-            await put(key.decode(), orjson.loads(value))
-
-    return await read_compacted(bootstrap_servers, topic, apply)
-
-
 async def replay_directory(bootstrap_servers: str, readmodel: ReadModel) -> int:
     """Copy the directory.* topics into Redis; invalid records are logged and left out."""
     copied = 0

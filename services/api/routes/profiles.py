@@ -5,13 +5,12 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Annotated
 
-import orjson
 from fastapi import APIRouter, Path, Response
 
 from salespulse.api.dependencies import ProducerDep, ReadModelDep
+from salespulse.api.documents import PROFILES
 from salespulse.api.errors import ApiError
 from salespulse.api.models import ERRORS, ProfileIn, ProfileOut
-from salespulse.contracts.topics import WALLBOARD_PROFILES
 
 router = APIRouter(prefix="/profiles", tags=["wallboard"], responses=ERRORS)
 
@@ -21,15 +20,12 @@ Name = Annotated[str, Path(max_length=100, pattern=r"^[A-Za-z0-9._-]+$",
 
 @router.get("", response_model=list[ProfileOut])
 async def read_profiles(readmodel: ReadModelDep) -> list[dict]:
-    return [{"name": name, **doc} for name, doc in (await readmodel.profiles()).items()]
+    return [{"name": name, **doc} for name, doc in (await PROFILES.all(readmodel)).items()]
 
 
 @router.get("/{name}", response_model=ProfileOut)
 async def read_profile(name: Name, readmodel: ReadModelDep) -> dict:
-    doc = (await readmodel.profiles()).get(name)
-    if doc is None:
-        raise ApiError(404, "unknown_profile", f"no wallboard profile {name!r}")
-    return {"name": name, **doc}
+    return {"name": name, **await PROFILES.get(readmodel, name)}
 
 
 @router.put("/{name}", response_model=ProfileOut)
@@ -37,15 +33,11 @@ async def put_profile(name: Name, body: ProfileIn, producer: ProducerDep, readmo
     if (body.by == "all") != (body.key == "all"):
         raise ApiError(422, "invalid_scope", "`by` all goes with `key` all; a team, region or rep needs its key")
     doc = {**body.model_dump(), "updated_at": datetime.now(timezone.utc).isoformat()}
-    await producer.send_and_wait(WALLBOARD_PROFILES, orjson.dumps(doc), key=name.encode())
-    await readmodel.put_profile(name, doc)
+    await PROFILES.put(producer, readmodel, name, doc)
     return {"name": name, **doc}
 
 
 @router.delete("/{name}", status_code=204, response_class=Response)
 async def delete_profile(name: Name, producer: ProducerDep, readmodel: ReadModelDep) -> Response:
-    if name not in await readmodel.profiles():
-        raise ApiError(404, "unknown_profile", f"no wallboard profile {name!r}")
-    await producer.send_and_wait(WALLBOARD_PROFILES, None, key=name.encode())
-    await readmodel.delete_profile(name)
+    await PROFILES.delete(producer, readmodel, name)
     return Response(status_code=204)

@@ -5,14 +5,13 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Annotated, Literal
 
-import orjson
 from fastapi import APIRouter, Path, Query, Response
 
 from salespulse.api.dependencies import ProducerDep, ReadModelDep
+from salespulse.api.documents import RULES
 from salespulse.api.errors import ApiError
 from salespulse.api.models import ERRORS, AlertOut, RuleIn, RuleOut
 from salespulse.api.reading import check_dimension, find_kpi
-from salespulse.contracts.topics import KPI_RULES
 from salespulse.domain.alerts import rule_from_doc
 
 router = APIRouter(tags=["alerts"], responses=ERRORS)
@@ -40,33 +39,26 @@ def _checked(rule_id: str, body: RuleIn) -> dict:
 
 @router.get("/rules", response_model=list[RuleOut])
 async def read_rules(readmodel: ReadModelDep) -> list[dict]:
-    return [{"id": rule_id, **doc} for rule_id, doc in (await readmodel.rule_docs()).items()]
+    return [{"id": rule_id, **doc} for rule_id, doc in (await RULES.all(readmodel)).items()]
 
 
 @router.get("/rules/{rule_id}", response_model=RuleOut)
 async def read_rule(rule_id: RuleId, readmodel: ReadModelDep) -> dict:
-    doc = (await readmodel.rule_docs()).get(rule_id)
-    if doc is None:
-        raise ApiError(404, "unknown_rule", f"no rule {rule_id!r}")
-    return {"id": rule_id, **doc}
+    return {"id": rule_id, **await RULES.get(readmodel, rule_id)}
 
 
 @router.put("/rules/{rule_id}", response_model=RuleOut)
 async def put_rule(rule_id: RuleId, body: RuleIn, producer: ProducerDep, readmodel: ReadModelDep) -> dict:
     """Create or replace a rule; the alerting service applies it at its next evaluation."""
     doc = _checked(rule_id, body)
-    await producer.send_and_wait(KPI_RULES, orjson.dumps(doc), key=rule_id.encode())
-    await readmodel.put_rule(rule_id, doc)
+    await RULES.put(producer, readmodel, rule_id, doc)
     return {"id": rule_id, **doc}
 
 
 @router.delete("/rules/{rule_id}", status_code=204, response_class=Response)
 async def delete_rule(rule_id: RuleId, producer: ProducerDep, readmodel: ReadModelDep) -> Response:
     """Delete a rule; its active alerts are resolved."""
-    if rule_id not in await readmodel.rule_docs():
-        raise ApiError(404, "unknown_rule", f"no rule {rule_id!r}")
-    await producer.send_and_wait(KPI_RULES, None, key=rule_id.encode())  # tombstone
-    await readmodel.delete_rule(rule_id)
+    await RULES.delete(producer, readmodel, rule_id)
     return Response(status_code=204)
 
 

@@ -1,0 +1,55 @@
+"""Named JSON documents kept durably in a compacted topic and copied to Redis for reads:
+alert rules (kpi.rules) and wallboard profiles (wallboard.profiles)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaProducer
+
+from salespulse.api.errors import ApiError
+from salespulse.contracts.topics import KPI_RULES, WALLBOARD_PROFILES, read_compacted
+from salespulse.readmodel import ReadModel
+
+
+@dataclass(frozen=True)
+class Documents:
+    collection: str  # the Redis hash sp:{collection}
+    topic: str
+    noun: str  # in error messages
+
+    async def all(self, readmodel: ReadModel) -> dict[str, dict[str, Any]]:
+        return await readmodel.documents(self.collection)
+
+    async def get(self, readmodel: ReadModel, name: str) -> dict[str, Any]:
+        doc = (await self.all(readmodel)).get(name)
+        if doc is None:
+            raise ApiError(404, f"unknown_{self.collection.rstrip('s')}", f"no {self.noun} {name!r}")
+        return doc
+
+    async def put(self, producer: AIOKafkaProducer, readmodel: ReadModel, name: str, doc: dict[str, Any]) -> None:
+        """The topic first: a document acknowledged is durable, Redis only a copy of it."""
+        await producer.send_and_wait(self.topic, orjson.dumps(doc), key=name.encode())
+        await readmodel.put_document(self.collection, name, doc)
+
+    async def delete(self, producer: AIOKafkaProducer, readmodel: ReadModel, name: str) -> None:
+        await self.get(readmodel, name)  # 404 when there is none
+        await producer.send_and_wait(self.topic, None, key=name.encode())  # tombstone
+        await readmodel.delete_document(self.collection, name)
+
+    async def replay(self, bootstrap_servers: str, readmodel: ReadModel) -> int:
+        """Copy the topic into Redis (at start, and what survives a wiped Redis)."""
+
+        async def apply(key: bytes, value: bytes | None) -> None:
+            if value is None:
+                await readmodel.delete_document(self.collection, key.decode())
+            else:
+                await readmodel.put_document(self.collection, key.decode(), orjson.loads(value))
+
+        return await read_compacted(bootstrap_servers, self.topic, apply)
+
+
+RULES = Documents("rules", KPI_RULES, "rule")
+PROFILES = Documents("profiles", WALLBOARD_PROFILES, "wallboard profile")
