@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import date, datetime
 from importlib import resources
 from typing import Annotated, Any
 
@@ -23,14 +22,8 @@ HEARTBEAT_SECONDS = 15.0
 DEBOUNCE_SECONDS = 0.05  # gather the updates of one processor batch into one push
 
 
-def _json(value: Any) -> Any:
-    if isinstance(value, (date, datetime)):
-        return value.isoformat()
-    raise TypeError
-
-
 def sse(event: str, data: Any) -> bytes:
-    return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data, default=_json) + b"\n\n"
+    return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
 def parse_watch(spec: str) -> tuple[str, str, str]:
