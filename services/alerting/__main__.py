@@ -23,6 +23,7 @@ log = logging.getLogger("salespulse.alerting")
 async def evaluate_forever(evaluator: Evaluator, every: float) -> None:
     while True:
         try:
+            await evaluator.follow_rules()
             await evaluator.evaluate()
         except Exception as exc:  # noqa: BLE001 - Kafka or Redis away: the next round retries
             log.warning("alert evaluation failed (%s); retrying", exc)

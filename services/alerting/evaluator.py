@@ -45,17 +45,21 @@ def rule_of(rule_id: str, doc: dict[str, Any]) -> Rule | None:
         return None
 
 
+def _start(reading: dict) -> str | None:
+    start = reading.get("period_start")
+    return None if start is None else str(start)
+
+
 def alert_event(rule: Rule, key: str, change: Change, state: SeriesState, raised_at: datetime,
                 reading: dict, value: dict | None, measured, now: datetime) -> dict[str, Any]:
     def num(x):
         return None if x is None else float(x)
 
     series = rule.series(key)
-    start = reading.get("period_start")
     return {
         "id": uuid.uuid4().hex, "alert_id": f"{series}@{raised_at.isoformat()}", "series": series,
         "rule": rule.id, "kpi": rule.kpi, "by": rule.by, "key": key, "period": rule.period,
-        "period_start": None if start is None else str(start), "state": change.state, "level": change.level,
+        "period_start": _start(reading), "state": change.state, "level": change.level,
         "previous_level": change.previous, "measure": rule.measure, "measured": num(measured),
         "value": None if value is None else value.get("value"), "threshold": num(change.threshold),
         "unit": reading.get("unit", ""), "at": now.isoformat(), "raised_at": raised_at.isoformat(),
@@ -137,10 +141,10 @@ class Evaluator:
     # --- evaluation --------------------------------------------------------------------
 
     async def evaluate(self, now: datetime | None = None) -> list[dict]:
-        """One pass over every rule; returns the alert events it recorded."""
+        """One pass over every rule in force (follow_rules brings them up to date); returns the
+        alert events it recorded."""
         started = time.perf_counter()
         now = now or datetime.now(timezone.utc)
-        await self.follow_rules()
         if not await self.readmodel.alerts_known():
             await self.restore()
         groups: dict[tuple[str, str, str], list[Rule]] = defaultdict(list)
@@ -148,8 +152,10 @@ class Evaluator:
             groups[rule.kpi, rule.by, "day" if rule.period == "now" else rule.period].append(rule)
         recorded = []
         for (kpi, by, period), rules in sorted(groups.items()):
+            # Series alerting now are read even without a row: a new day has none for a rep yet.
+            raised = {e["key"] for e in self.raised.values() if e["rule"] in {r.id for r in rules}}
             try:
-                reading = await self.readings.reading(kpi, by, period, None)
+                reading = await self.readings.reading(kpi, by, period, None, keys=raised)
             except Exception as exc:  # noqa: BLE001 - one bad group must not stop the others
                 metrics.EVALUATION_ERRORS.inc()
                 log.warning("could not read %s by %s for %s: %s", kpi, by, period, exc)
@@ -170,6 +176,10 @@ class Evaluator:
         state = self.states.get(series, SeriesState())
         measured = measure_of(rule, value)
         new, change = step(rule, state, measured, now)
+        raised = self.raised.get(series)
+        if measured is None and raised is not None and raised["period_start"] != _start(reading):
+            # The bucket it was raised in is over and the new one has no value: nothing to alert on.
+            new, change = SeriesState(), Change("resolved", None, state.level, None)
         if change is None:
             self.states[series] = new
             return []

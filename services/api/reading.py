@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date, datetime, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -44,7 +45,10 @@ class Readings:
     def today(self) -> date:
         return datetime.now(self.tz).date()
 
-    async def reading(self, kpi_id: str, by: str, period: str, at: date | None) -> dict[str, Any]:
+    async def reading(self, kpi_id: str, by: str, period: str, at: date | None,
+                      keys: Iterable[str] = ()) -> dict[str, Any]:
+        """The KPI's values for every value of `by` with a row in the bucket, and for `keys`
+        whether they have one or not (nothing happened yet: counts are 0, ratios undefined)."""
         kpi = find_kpi(kpi_id)
         check_dimension(kpi, by)
         if period not in PERIODS:
@@ -55,8 +59,11 @@ class Readings:
             rows = await self.windowed(kpi, period, start, by)
         else:
             rows = await self.readmodel.read_dimension(row.period, row.start, by)
-        if by == "all" and "all" not in rows:
-            rows["all"] = {}  # nothing happened yet: counts are 0, ratios undefined
+        if by == "all":
+            rows.setdefault("all", {})
+        elif not kpi.windows:  # a windowed KPI lists every key with a row in any year already
+            for key in keys:
+                rows.setdefault(key, {})
         total = None
         if kpi.share:
             company = row._replace(dim="all")
