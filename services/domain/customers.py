@@ -55,9 +55,8 @@ class FrozenBucket:
 
 @dataclass(frozen=True, slots=True)
 class CustomerHistory:
-    """What the live figures need of the orders placed before `before` (see the module doc)."""
+    """What the live figures need of the orders folded so far (see the module doc)."""
 
-    before: datetime
     first_at: datetime  # the customer's first order
     last_at: datetime  # its last order before `before`
     spell_start_at: datetime | None = None  # when last_at's active spell began, while that spell may change
@@ -112,23 +111,23 @@ def freeze(state: CustomerState, before: datetime, tz: ZoneInfo,
     contributions(state) = contributions(freeze(state)) + figures that are final.
     """
     frozen = [o for o in state.orders if o.placed_at < before]
-    churns = tuple(c for c in state.churned_at if c >= before)
-    if not frozen:
-        return replace(state, churned_at=churns) if state.history is None else state
+    churns = tuple(c for c in state.churned_at if c >= before)  # older ones only shaped final spells
+    prior = state.history
+    open_prior = prior is not None and prior.spell_start_at is not None
+    if not frozen and not open_prior:
+        return replace(state, churned_at=churns)
     horizon = timedelta(days=horizon_days)
     live = state.orders[len(frozen):]
-    prior = state.history
-    # Walk the spell that the last frozen order belongs to.
-    times = [o.placed_at for o in frozen]
-    spell_start = times[0]
-    if prior is not None and prior.spell_start_at is not None:
-        times.insert(0, prior.last_at)
-        spell_start = prior.spell_start_at
+    # Walk the spell that the last frozen order belongs to (it may have ended since the last fold).
+    times = ([prior.last_at] if open_prior else []) + [o.placed_at for o in frozen]
+    spell_start = prior.spell_start_at if open_prior else times[0]
     for at, following in zip(times, times[1:]):
         if following >= _spell_end(at, following, state.churned_at, horizon):
             spell_start = following
     last_at = times[-1]
-    still_open = _spell_end(last_at, live[0].placed_at if live else None, state.churned_at, horizon) > before
+    # Open while a later order can still change it: one placed at `before` itself takes over a
+    # churn at that same moment, so a spell cut there is not final yet.
+    still_open = _spell_end(last_at, live[0].placed_at if live else None, state.churned_at, horizon) >= before
     # Buckets that end after the boundary still count the frozen orders in them.
     counts: dict[tuple[str, str], list] = {}
     for b in prior.buckets if prior is not None else ():
@@ -140,7 +139,7 @@ def freeze(state: CustomerState, before: datetime, tz: ZoneInfo,
             bucket[0] += 1
     buckets = tuple(FrozenBucket(kind, start, n, first_at) for (kind, start), (n, first_at) in sorted(counts.items())
                     if _bucket_end(kind, start, tz) > before)
-    history = CustomerHistory(before, prior.first_at if prior is not None else frozen[0].placed_at, last_at,
+    history = CustomerHistory(prior.first_at if prior is not None else frozen[0].placed_at, last_at,
                               spell_start if still_open else None, buckets)
     return replace(state, orders=live, churned_at=churns, history=history)
 

@@ -161,6 +161,7 @@ def test_freezing_old_orders_changes_no_figure(log):
         if kind == "freeze":
             state = freeze(state, at, TZ, horizon) if state is not None else None
             assert state is None or all(o.placed_at >= at for o in state.orders)
+            assert state is None or freeze(state, at, TZ, horizon) == state  # an hourly pass rewrites nothing new
             continue
         if kind == "churn":
             new, _ = with_churn(state, at)
