@@ -21,7 +21,9 @@ import httpx
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
+from salespulse.contracts.events import SOURCE_TOPICS
 from salespulse.contracts.topics import partitions_of
 from salespulse.devstack import LocalKafka, LocalRedis, free_port
 from salespulse.settings import Settings
@@ -251,6 +253,24 @@ async def consume(bootstrap: str, topic: str, predicate, timeout: float = 30.0, 
         return found
     finally:
         await consumer.stop()
+
+
+async def caught_up(bootstrap: str, group: str) -> None:
+    """Assert that `group` has committed every source record there is."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await admin.start()
+    await consumer.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group)
+        partitions = [TopicPartition(t, p) for t in SOURCE_TOPICS for p in await partitions_of(bootstrap, t)]
+        ends = await consumer.end_offsets(partitions)
+        behind = {tp: end for tp, end in ends.items()
+                  if end and (tp not in committed or committed[tp].offset < end)}
+        assert not behind, f"{group} has not committed up to {behind}"
+    finally:
+        await consumer.stop()
+        await admin.close()
 
 
 def unique(prefix: str) -> str:

@@ -21,11 +21,8 @@ from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
 
-from salespulse.contracts.events import SOURCE_TOPICS
-from salespulse.contracts.topics import partitions_of
-from tests.integration.conftest import eventually, unique
+from tests.integration.conftest import caught_up, eventually, unique
 from tests.integration.recompute import FAMILY, WINDOWED, compute
 
 pytestmark = pytest.mark.usefixtures("processor")
@@ -213,28 +210,6 @@ def generate(rng: random.Random, tag: str) -> list[tuple[str, str, dict]]:
     return arrival + [rng.choice(arrival) for _ in range(len(arrival) // 10)]
 
 
-async def drained(settings) -> None:
-    """The processor's committed offsets reached the end of every source topic."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
-    await admin.start()
-    try:
-        committed = await admin.list_consumer_group_offsets(settings.processor_app_id)
-    finally:
-        await admin.close()
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for topic in SOURCE_TOPICS
-               for p in await partitions_of(settings.kafka_bootstrap_servers, topic)]
-        ends = await consumer.end_offsets(tps)
-    finally:
-        await consumer.stop()
-    behind = {tp: ends[tp] - (committed[tp].offset if tp in committed else 0) for tp in tps}
-    assert all(lag == 0 for lag in behind.values()), {str(tp): lag for tp, lag in behind.items() if lag}
-
-
 async def put_directory(api, directory: dict) -> None:
     for rep, assignments in directory["reps"].items():
         for since, team, region in assignments:
@@ -273,7 +248,8 @@ async def test_the_live_kpis_match_an_independent_recomputation(api, producer, s
     for topic, key, event in log:
         await producer.send(topic, orjson.dumps(event), key=key.encode())
     await producer.flush()
-    await eventually(lambda: drained(settings), timeout=180, interval=1)
+    await eventually(lambda: caught_up(settings.kafka_bootstrap_servers, settings.processor_app_id),
+                     timeout=180, interval=1)
 
     expected = compute([event for _, _, event in log], PARIS, directory, targets)
     days = sorted({start for (_, _, _, period, start) in expected if period == "day"})

@@ -18,14 +18,12 @@ from urllib.parse import urlparse
 import httpx
 import pytest
 import redis.asyncio as redis
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import AIOKafkaProducer
 
 from salespulse.api.app import create_app
-from salespulse.contracts.events import SOURCE_TOPICS
-from salespulse.contracts.topics import partitions_of
 from salespulse.devstack.servers import free_port
 from tests.integration.conftest import (
+    caught_up,
     cloudevent,
     consume,
     eventually,
@@ -45,24 +43,6 @@ RETENTION = {"ENTITY_RETENTION_DAYS": "30", "BUCKET_RETENTION_DAYS": '{"day": 20
 def metric(settings, name: str) -> float:
     text = httpx.get(f"http://127.0.0.1:{settings.processor_metrics_port}/metrics").text
     return sum(float(v) for v in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M))
-
-
-async def caught_up(bootstrap: str, group: str) -> None:
-    """Assert that `group` has committed every source record there is."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-    await admin.start()
-    await consumer.start()
-    try:
-        committed = await admin.list_consumer_group_offsets(group)
-        partitions = [TopicPartition(t, p) for t in SOURCE_TOPICS for p in await partitions_of(bootstrap, t)]
-        ends = await consumer.end_offsets(partitions)
-        behind = {tp: end for tp, end in ends.items()
-                  if end and (tp not in committed or committed[tp].offset < end)}
-        assert not behind, f"{group} has not committed up to {behind}"
-    finally:
-        await consumer.stop()
-        await admin.close()
 
 
 def order(order_id: str, customer: str, rep: str, placed: datetime, price: str) -> dict:
