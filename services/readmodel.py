@@ -12,6 +12,8 @@ Layout (prefix `sp:`):
 - `sp:alerts:history`                   list of alert events, newest first, capped.
 - `sp:alerts:loaded`                    set once the alert state was copied from kpi.alerts.
 - `sp:dir:{reps|products|customers}`   hash, key -> directory record (as on directory.*).
+- `sp:wh:state:{call|deal}:{id}`       what provider webhooks told of a call or deal so far (merged).
+- `sp:wh:seen:{provider}:{event id}`   a provider event already taken (expires).
 - `sp:synced`                           hash, source partition -> time its rows were last
   copied in full; a missing field (Redis restarted empty) makes its owner copy them again.
 """
@@ -19,11 +21,12 @@ Layout (prefix `sp:`):
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+from redis.exceptions import WatchError
 
 from salespulse.domain.aggregation import RowKey, merge_measures
 from salespulse.domain.directory import RECORD_CLASSES
@@ -37,6 +40,7 @@ ALERTS_LOADED = PREFIX + "alerts:loaded"
 SYNCED = PREFIX + "synced"
 YEARS = PREFIX + "years"
 DIRECTORY = PREFIX + "dir:"
+WEBHOOK = PREFIX + "wh:"
 
 
 def row_hash(row: RowKey) -> str:
@@ -237,3 +241,37 @@ class ReadModel:
     async def alerts_known(self) -> bool:
         """False until the alert state was copied from kpi.alerts, and after Redis lost it."""
         return bool(await self.redis.exists(ALERTS_LOADED))
+
+    # --- provider webhooks (API) ---------------------------------------------------------
+
+    async def update_webhook_state(self, kind: str, entity_id: str,
+                                   update: Callable[[dict[str, Any] | None], dict[str, Any]],
+                                   ttl_seconds: int | None) -> dict[str, Any]:
+        """Replace the merged state of a call or deal by `update(current)`, atomically: two API
+        replicas taking two events of one deal at once both land (optimistic retry)."""
+        key = f"{WEBHOOK}state:{kind}:{entity_id}"
+        async with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(key)
+                    raw = await pipe.get(key)
+                    new = update(None if raw is None else orjson.loads(raw))
+                    pipe.multi()
+                    pipe.set(key, orjson.dumps(new), ex=ttl_seconds)
+                    await pipe.execute()
+                    return new
+                except WatchError:
+                    continue
+
+    async def webhook_seen(self, provider: str, native_ids: Iterable[str]) -> set[str]:
+        ids = list(native_ids)
+        pipe = self.redis.pipeline(transaction=False)
+        for native in ids:
+            pipe.exists(f"{WEBHOOK}seen:{provider}:{native}")
+        return {native for native, found in zip(ids, await pipe.execute()) if found}
+
+    async def mark_webhook_seen(self, provider: str, native_ids: Iterable[str], ttl_seconds: int) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        for native in native_ids:
+            pipe.set(f"{WEBHOOK}seen:{provider}:{native}", b"1", ex=ttl_seconds)
+        await pipe.execute()

@@ -66,6 +66,32 @@ class Settings(BaseSettings):
     notify_max_backoff_seconds: float = Field(default=60.0, gt=0)
     wallboard_url: str = "http://127.0.0.1:8000/"  # links in notifications
 
+    # Provider webhooks (POST /api/v1/webhooks/{provider}): a provider is accepted once its
+    # secret is set; WEBHOOK_PUBLIC_URL is the base URL providers call when a proxy rewrites it
+    # (Twilio and HubSpot sign the URL they called).
+    webhook_public_url: str | None = None
+    twilio_auth_token: str | None = None
+    aircall_webhook_token: str | None = None
+    asterisk_webhook_token: str | None = None
+    asterisk_timezone: str | None = None  # the PBX's clock for Cdr times; default BUSINESS_TIMEZONE
+    hubspot_client_secret: str | None = None
+    pipedrive_webhook_user: str | None = None
+    pipedrive_webhook_password: str | None = None
+    salesforce_webhook_token: str | None = None
+    # Provider stage -> SalesPulse stage, by provider, over each provider's defaults,
+    # e.g. {"pipedrive": {"7": "proposal"}, "hubspot": {"12345678": "negotiation"}}.
+    webhook_stages: Annotated[dict[str, dict[str, str]], NoDecode] = Field(default_factory=dict)
+    webhook_currency: str | None = None  # a deal's currency when the CRM names none; default REPORTING_CURRENCY
+    webhook_dedupe_seconds: int = Field(default=7 * 86400, ge=60)  # a provider event id is remembered this long
+
+    # AMI connector (python -m salespulse.ami): logs into Asterisk's manager port and forwards
+    # call events to the API's /webhooks/asterisk with ASTERISK_WEBHOOK_TOKEN.
+    ami_host: str = "127.0.0.1"
+    ami_port: int = 5038
+    ami_username: str | None = None
+    ami_secret: str | None = None
+    ami_api_url: str = "http://127.0.0.1:8000"
+
     # KPI gauges on the API's /metrics: which KPIs, dimensions and periods (the current bucket),
     # and at most METRICS_MAX_SERIES values per KPI, dimension and period (the best ones).
     metrics_kpis: Annotated[list[str], NoDecode] = Field(default_factory=lambda: [
@@ -97,6 +123,29 @@ class Settings(BaseSettings):
 
             raw = json.loads(raw) if raw.strip() else {}
         return raw
+
+    @field_validator("webhook_stages", mode="before")
+    @classmethod
+    def _parse_stages(cls, raw: object) -> object:
+        if isinstance(raw, str):
+            import json
+
+            raw = json.loads(raw) if raw.strip() else {}
+        return raw
+
+    @field_validator("webhook_stages")
+    @classmethod
+    def _known_stages(cls, value: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        from salespulse.domain.directory import PROVIDERS
+        from salespulse.webhooks.core import STAGES
+
+        for provider, stages in value.items():
+            if provider not in PROVIDERS:
+                raise ValueError(f"unknown provider {provider!r}; providers: {', '.join(PROVIDERS)}")
+            wrong = {k: v for k, v in stages.items() if v not in STAGES}
+            if wrong:
+                raise ValueError(f"{provider} stages {wrong} map to no SalesPulse stage ({', '.join(STAGES)})")
+        return value
 
     @field_validator("bucket_retention_days")
     @classmethod
@@ -131,10 +180,10 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown periods {unknown}; periods are day, week, month, quarter, year")
         return value
 
-    @field_validator("reporting_currency")
+    @field_validator("reporting_currency", "webhook_currency")
     @classmethod
-    def _upper(cls, value: str) -> str:
-        return value.upper()
+    def _upper(cls, value: str | None) -> str | None:
+        return value.upper() if value else None
 
 
 @lru_cache(maxsize=1)

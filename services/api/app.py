@@ -25,7 +25,7 @@ from salespulse.api.kpimetrics import KpiCollector
 from salespulse.api.metrics import REQUESTS
 from salespulse.api.reading import Readings
 from salespulse.api.live import LiveHub
-from salespulse.api.routes import directory, events, health, kpis, live, profiles, rules, targets
+from salespulse.api.routes import directory, events, health, kpis, live, profiles, rules, targets, webhooks
 from salespulse.contracts.topics import ensure_topics
 from salespulse.readmodel import ReadModel
 from salespulse.settings import Settings, get_settings
@@ -104,6 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(live.page)
     app.include_router(directory.router, prefix=API_PREFIX)
     app.include_router(events.router, prefix=API_PREFIX)
+    app.include_router(webhooks.router, prefix=API_PREFIX)
     app.include_router(health.router, prefix=API_PREFIX)
     app.include_router(health.router)  # /healthz and /readyz at the root too, for probes
 

@@ -91,6 +91,8 @@ class TargetOut(BaseModel):
 
 
 Label = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+Id = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f]+$")]
+Provider = Literal["twilio", "aircall", "asterisk", "hubspot", "pipedrive", "salesforce"]
 
 
 class RepIn(BaseModel):
@@ -101,6 +103,12 @@ class RepIn(BaseModel):
                           "from the beginning for a new one. Events before it keep the former team.")
     name: Label | None = None
     extension: Label | None = Field(None, description="Telephony extension, to map PBX events to the rep.")
+    identities: dict[Provider, list[Id]] | None = Field(
+        None, description="The rep's ids in connected systems, by provider: a user, agent, owner or Twilio "
+                          "client id, an extension, or a line (`number:<id>`, `queue:<name>`) whose calls "
+                          "count as this rep's. Replaces the rep's identities; absent: kept. One id belongs "
+                          "to one rep (409 otherwise).",
+        examples=[{"hubspot": ["52204917"], "twilio": ["client:alice"], "aircall": ["123456"]}])
 
 
 class AssignmentOut(BaseModel):
@@ -113,6 +121,7 @@ class RepOut(BaseModel):
     rep_id: str
     name: str | None
     extension: str | None
+    identities: dict[str, list[str]] = Field(default_factory=dict)
     assignments: list[AssignmentOut]
 
 
@@ -146,6 +155,18 @@ class AcceptedEvent(BaseModel):
 class IngestResult(BaseModel):
     accepted: int
     events: list[AcceptedEvent]
+
+
+class WebhookEventResult(BaseModel):
+    id: str = Field(description="The provider's id of the event (what duplicates are recognised by).")
+    outcome: Literal["accepted", "duplicate", "held", "unmapped", "invalid", "ignored"]
+    event_id: str | None = Field(None, description="The canonical CloudEvent's id, when one was produced.")
+    reason: str | None = None
+
+
+class WebhookResult(BaseModel):
+    provider: str
+    events: list[WebhookEventResult]
 
 
 class Health(BaseModel):

@@ -20,6 +20,9 @@ UNASSIGNED = "unassigned"  # the team, region, category or sector of something n
 
 REPS, PRODUCTS, CUSTOMERS = "reps", "products", "customers"
 
+# Systems whose user, agent, owner or line ids a rep record can carry (POST /webhooks/{provider}).
+PROVIDERS = ("twilio", "aircall", "asterisk", "hubspot", "pipedrive", "salesforce")
+
 
 @dataclass(frozen=True, slots=True)
 class Assignment:
@@ -34,6 +37,8 @@ class RepRecord:
     assignments: tuple[Assignment, ...]
     name: str | None = None
     extension: str | None = None
+    # provider -> the rep's ids there (users, agents, owners, lines); see identity_index()
+    identities: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     def at(self, moment: datetime) -> Assignment:
         current = self.assignments[0]
@@ -50,6 +55,7 @@ class RepRecord:
 
     def to_doc(self) -> dict[str, Any]:
         return {"rep_id": self.rep_id, "name": self.name, "extension": self.extension,
+                "identities": {provider: list(ids) for provider, ids in self.identities},
                 "assignments": [{"team": a.team, "region": a.region,
                                  "since": a.since.isoformat() if a.since else None}
                                 for a in self.assignments]}
@@ -59,7 +65,28 @@ class RepRecord:
         assignments = tuple(
             Assignment(a["team"], a["region"], datetime.fromisoformat(a["since"]) if a.get("since") else None)
             for a in doc["assignments"])
-        return cls(doc["rep_id"], _ordered(assignments), doc.get("name"), doc.get("extension"))
+        identities = tuple(sorted((p, tuple(ids)) for p, ids in (doc.get("identities") or {}).items() if ids))
+        return cls(doc["rep_id"], _ordered(assignments), doc.get("name"), doc.get("extension"), identities)
+
+
+def identity_index(reps: Mapping[str, RepRecord]) -> dict[tuple[str, str], str]:
+    """(provider, id there) -> rep_id. A rep's telephony extension is also its Asterisk id."""
+    index: dict[tuple[str, str], str] = {}
+    for rep_id, record in reps.items():
+        if record.extension:
+            index.setdefault(("asterisk", record.extension), rep_id)
+        for provider, ids in record.identities:
+            for native in ids:
+                index[(provider, native)] = rep_id
+    return index
+
+
+def identity_conflicts(reps: Mapping[str, RepRecord], record: RepRecord) -> list[str]:
+    """The ids of `record` that another rep already holds (an id maps to one rep only)."""
+    others = identity_index({k: v for k, v in reps.items() if k != record.rep_id})
+    mine = identity_index({record.rep_id: record})
+    return [f"{provider} {native!r} is {others[(provider, native)]}'s" for provider, native in mine
+            if (provider, native) in others]
 
 
 def _ordered(assignments: tuple[Assignment, ...]) -> tuple[Assignment, ...]:

@@ -16,7 +16,7 @@ from salespulse.api.dependencies import ProducerDep, ReadModelDep
 from salespulse.api.errors import ApiError
 from salespulse.api.models import ERRORS, CustomerIn, CustomerOut, ProductIn, ProductOut, RepIn, RepOut
 from salespulse.contracts.directory import DIRECTORY_TOPICS, InvalidRecord, check_record
-from salespulse.domain.directory import CUSTOMERS, PRODUCTS, REPS, Assignment, RepRecord
+from salespulse.domain.directory import CUSTOMERS, PRODUCTS, REPS, Assignment, RepRecord, identity_conflicts
 
 router = APIRouter(prefix="/directory", tags=["directory"], responses=ERRORS)
 
@@ -61,7 +61,10 @@ async def read_rep(rep_id: Key, readmodel: ReadModelDep) -> dict:
 
 @router.put("/reps/{rep_id}", response_model=RepOut)
 async def update_rep(rep_id: Key, body: RepIn, producer: ProducerDep, readmodel: ReadModelDep) -> dict:
-    """Create a rep, or move one to a team and region from `since` on (history stays put)."""
+    """Create a rep, or move one to a team and region from `since` on (history stays put).
+
+    `identities` tie the rep to their ids in telephony and CRM systems (POST /webhooks/{provider}).
+    """
     known = await readmodel.record(REPS, rep_id)
     if known is None:
         record = RepRecord(rep_id, (Assignment(body.team, body.region, body.since),))
@@ -70,9 +73,16 @@ async def update_rep(rep_id: Key, body: RepIn, producer: ProducerDep, readmodel:
         current = record.assignments[-1]
         if (current.team, current.region) != (body.team, body.region) or body.since is not None:
             record = record.assign(body.team, body.region, body.since or datetime.now(timezone.utc))
+    identities = record.identities if body.identities is None else tuple(
+        sorted((provider, tuple(dict.fromkeys(ids))) for provider, ids in body.identities.items() if ids))
     record = RepRecord(rep_id, record.assignments,
                        body.name if body.name is not None else record.name,
-                       body.extension if body.extension is not None else record.extension)
+                       body.extension if body.extension is not None else record.extension,
+                       identities)
+    reps = {key: RepRecord.from_doc(doc) for key, doc in (await readmodel.records(REPS)).items()}
+    taken = identity_conflicts(reps, record)
+    if taken:
+        raise ApiError(409, "identity_taken", f"already another rep's: {'; '.join(taken)}")
     return await _publish(producer, readmodel, REPS, rep_id, record.to_doc())
 
 
