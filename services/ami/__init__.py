@@ -1,0 +1,1 @@
+"""The Asterisk AMI connector: python -m salespulse.ami."""

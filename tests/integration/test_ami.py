@@ -1,0 +1,98 @@
+"""The AMI connector against an AMI server speaking the protocol, through the real API to the KPIs.
+
+No Asterisk package is installable here, so the PBX side is a small asyncio server that
+speaks AMI as Asterisk does (banner, Login action and response, events separated by blank
+lines); the connector, API, Kafka, processor and Redis are the real ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+
+import pytest
+
+from salespulse.devstack import free_port
+from tests.integration.conftest import eventually, processor_env, start_api, unique
+from tests.integration.test_pipeline import expect
+
+pytestmark = pytest.mark.usefixtures("processor")
+
+
+class FakePbx:
+    """Accepts logins with the right secret, then sends the events queued for the next session."""
+
+    def __init__(self, sessions: list[list[str]]) -> None:
+        self.sessions, self.logins, self.refused = sessions, 0, 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"Asterisk Call Manager/7.0.3\r\n")
+        login = (await reader.readuntil(b"\r\n\r\n")).decode()
+        if "Secret: pbx-secret" not in login or "Events: cdr,agent" not in login:
+            self.refused += 1
+            writer.write(b"Response: Error\r\nActionID: salespulse-login\r\nMessage: Authentication failed\r\n\r\n")
+            writer.close()
+            return
+        self.logins += 1
+        writer.write(b"Response: Success\r\nActionID: salespulse-login\r\nMessage: Authentication accepted\r\n\r\n"
+                     b"Event: FullyBooted\r\nPrivilege: system,all\r\nStatus: Fully Booted\r\n\r\n")
+        for event in self.sessions.pop(0) if self.sessions else []:
+            writer.write(event.encode())
+            await writer.drain()
+        if self.sessions:  # drop the line: the connector must come back for the rest
+            writer.close()
+            return
+        await reader.read()  # stay connected until the connector leaves
+
+
+async def test_ami_connector_forwards_call_events_across_a_reconnect(settings, api, tmp_path):
+    ext, queue, unique_id = "7" + unique("")[-5:], unique("q"), unique("1795")
+    rep = unique("rep")
+    await api.put(f"/api/v1/directory/reps/{rep}", json={"team": "t", "region": "r", "extension": ext,
+                                                         "identities": {"asterisk": [f"queue:{queue}"]}})
+    cdr = (f"Event: Cdr\r\nPrivilege: cdr,all\r\nChannel: PJSIP/{ext}-0001\r\nDestinationChannel: PJSIP/trunk-0002\r\n"
+           f"StartTime: 2025-10-07 10:00:00\r\nAnswerTime: 2025-10-07 10:00:05\r\nEndTime: 2025-10-07 10:02:05\r\n"
+           f"Duration: 125\r\nBillableSeconds: 120\r\nDisposition: ANSWERED\r\nUniqueID: {unique_id}.1\r\n\r\n")
+    noise = "Event: Newchannel\r\nChannel: PJSIP/x-1\r\nUniqueid: 1.1\r\n\r\n"
+    abandon = (f"Event: QueueCallerAbandon\r\nPrivilege: agent,all\r\nQueue: {queue}\r\nUniqueid: {unique_id}.2\r\n"
+               f"Position: 1\r\nOriginalPosition: 1\r\nHoldTime: 30\r\nTimestamp: 1759831200.000000\r\n\r\n")
+    pbx = FakePbx([[cdr, noise], [abandon]])
+    server = await asyncio.start_server(pbx.handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    secrets = {"ASTERISK_WEBHOOK_TOKEN": "ast-token", "ASTERISK_TIMEZONE": "Europe/Paris"}
+    api_proc, url = start_api(settings, tmp_path / "api.log", **secrets)
+    env = {**processor_env(settings), **secrets, "AMI_HOST": "127.0.0.1", "AMI_PORT": str(port),
+           "AMI_USERNAME": "salespulse", "AMI_SECRET": "pbx-secret", "AMI_API_URL": url}
+    log = (tmp_path / "ami.log").open("wb")
+    connector = subprocess.Popen([sys.executable, "-m", "salespulse.ami"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        await expect(api, rep, "2025-10-07", {"calls_outbound": 1, "talk_time": 120, "calls_missed": 1}, timeout=60)
+        assert pbx.logins == 2  # reconnected after the PBX dropped the line
+    finally:
+        connector.terminate()
+        connector.wait(15)
+        api_proc.terminate()
+        api_proc.wait(15)
+        server.close()
+    assert connector.returncode == 0, (tmp_path / "ami.log").read_text()
+
+
+async def test_ami_connector_reports_a_refused_login(settings, tmp_path):
+    pbx = FakePbx([])
+    server = await asyncio.start_server(pbx.handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    env = {**os.environ, "AMI_HOST": "127.0.0.1", "AMI_PORT": str(port), "AMI_USERNAME": "salespulse",
+           "AMI_SECRET": "wrong", "ASTERISK_WEBHOOK_TOKEN": "t", "AMI_API_URL": f"http://127.0.0.1:{free_port()}"}
+    log_path = tmp_path / "ami.log"
+    connector = subprocess.Popen([sys.executable, "-m", "salespulse.ami"], env=env, stdout=log_path.open("wb"),
+                                 stderr=subprocess.STDOUT)
+    try:
+        async def refused():
+            assert "AMI login refused: Authentication failed" in log_path.read_text()
+        await eventually(refused, timeout=20)
+    finally:
+        connector.terminate()
+        connector.wait(15)
+        server.close()
