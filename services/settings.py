@@ -91,6 +91,7 @@ class Settings(BaseSettings):
     ami_username: str | None = None
     ami_secret: str | None = None
     ami_api_url: str = "http://127.0.0.1:8000"
+    ami_health_file: Path | None = None  # exists while logged into AMI (a container healthcheck)
 
     # KPI gauges on the API's /metrics: which KPIs, dimensions and periods (the current bucket),
     # and at most METRICS_MAX_SERIES values per KPI, dimension and period (the best ones).

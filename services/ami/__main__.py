@@ -108,6 +108,8 @@ async def follow(settings: Settings, forwarder: Forwarder) -> None:
             try:
                 await login(reader, writer, settings.ami_username or "", settings.ami_secret or "")
                 log.info("logged into AMI as %s", settings.ami_username)
+                if settings.ami_health_file:
+                    settings.ami_health_file.touch()
                 delay = 0.5
                 while True:
                     message = await read_message(reader)
@@ -119,6 +121,8 @@ async def follow(settings: Settings, forwarder: Forwarder) -> None:
             except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError) as exc:
                 log.warning("AMI connection lost (%s); reconnecting", exc.__class__.__name__)
             finally:
+                if settings.ami_health_file:
+                    settings.ami_health_file.unlink(missing_ok=True)
                 writer.close()
                 with suppress(Exception):
                     await writer.wait_closed()

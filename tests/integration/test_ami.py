@@ -64,12 +64,14 @@ async def test_ami_connector_forwards_call_events_across_a_reconnect(settings, a
     secrets = {"ASTERISK_WEBHOOK_TOKEN": "ast-token", "ASTERISK_TIMEZONE": "Europe/Paris"}
     api_proc, url = start_api(settings, tmp_path / "api.log", **secrets)
     env = {**processor_env(settings), **secrets, "AMI_HOST": "127.0.0.1", "AMI_PORT": str(port),
-           "AMI_USERNAME": "salespulse", "AMI_SECRET": "pbx-secret", "AMI_API_URL": url}
+           "AMI_USERNAME": "salespulse", "AMI_SECRET": "pbx-secret", "AMI_API_URL": url,
+           "AMI_HEALTH_FILE": str(tmp_path / "logged-in")}
     log = (tmp_path / "ami.log").open("wb")
     connector = subprocess.Popen([sys.executable, "-m", "salespulse.ami"], env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         await expect(api, rep, "2025-10-07", {"calls_outbound": 1, "talk_time": 120, "calls_missed": 1}, timeout=60)
         assert pbx.logins == 2  # reconnected after the PBX dropped the line
+        assert (tmp_path / "logged-in").exists()  # the container healthcheck's file
     finally:
         connector.terminate()
         connector.wait(15)
@@ -77,6 +79,7 @@ async def test_ami_connector_forwards_call_events_across_a_reconnect(settings, a
         api_proc.wait(15)
         server.close()
     assert connector.returncode == 0, (tmp_path / "ami.log").read_text()
+    assert not (tmp_path / "logged-in").exists()
 
 
 async def test_ami_connector_reports_a_refused_login(settings, tmp_path):
