@@ -116,18 +116,9 @@ class Settings(BaseSettings):
             return {str(k).upper(): Decimal(str(v)) for k, v in raw.items()}
         return raw
 
-    @field_validator("bucket_retention_days", mode="before")
+    @field_validator("bucket_retention_days", "webhook_stages", mode="before")
     @classmethod
-    def _parse_retention(cls, raw: object) -> object:
-        if isinstance(raw, str):
-            import json
-
-            raw = json.loads(raw) if raw.strip() else {}
-        return raw
-
-    @field_validator("webhook_stages", mode="before")
-    @classmethod
-    def _parse_stages(cls, raw: object) -> object:
+    def _json_object(cls, raw: object) -> object:
         if isinstance(raw, str):
             import json
 

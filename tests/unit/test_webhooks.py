@@ -438,3 +438,18 @@ def test_identity_index_and_conflicts():
     assert identity_conflicts({"rep-1": alice, "rep-2": bob}, thief) == [
         "hubspot '52204917' is rep-1's", "asterisk '202' is rep-2's"]
     assert identity_conflicts({"rep-1": alice, "rep-2": bob}, alice) == []  # re-saving oneself is fine
+
+
+def test_stage_maps_from_settings_are_checked_and_override_defaults():
+    from pydantic import ValidationError
+
+    from salespulse.settings import Settings
+    from salespulse.webhooks.providers import PROVIDERS, stages_of
+
+    settings = Settings(webhook_stages='{"hubspot": {"contractsent": "proposal", "9901": "lead"}}')
+    stages = stages_of(PROVIDERS["hubspot"], settings)
+    assert (stages["contractsent"], stages["9901"], stages["closedwon"]) == ("proposal", "lead", "won")
+    with pytest.raises(ValidationError, match="map to no SalesPulse stage"):
+        Settings(webhook_stages='{"pipedrive": {"7": "maybe"}}')
+    with pytest.raises(ValidationError, match="unknown provider"):
+        Settings(webhook_stages='{"fax": {}}')
