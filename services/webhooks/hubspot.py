@@ -47,7 +47,9 @@ def verify(secret: str, method: str, uri: str, body: bytes, timestamp: str | Non
 def _property(name: str, value: Any, where: str) -> dict[str, Any] | None:
     """A deal property as canonical fields; None for a property SalesPulse does not use."""
     if name == "dealstage":
-        return {"stage": require({"v": value}, "v", where)}
+        if value in (None, ""):
+            raise Malformed(f"{where}: a deal stage cannot be empty")
+        return {"stage": str(value)}
     if name == "amount":
         return {"amount": amount(value, where)}
     if name == "hubspot_owner_id":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl
@@ -27,12 +28,15 @@ class Delivery:
     body: bytes
     received_at: datetime
 
+    # Decoded once: checking the signature and reading the events both need the body.
+    @cached_property
     def json(self) -> Any:
         try:
             return orjson.loads(self.body)
         except orjson.JSONDecodeError as exc:
             raise Malformed(f"the body is not valid JSON: {exc}") from None
 
+    @cached_property
     def form(self) -> dict[str, str]:
         try:
             return dict(parse_qsl(self.body.decode(), keep_blank_values=True, strict_parsing=bool(self.body)))
@@ -59,7 +63,7 @@ def _token(expected: str | None, sent: str | None) -> bool:
 
 def _asterisk_events(delivery: Delivery) -> list[Any]:
     if delivery.headers.get("content-type", "").startswith("application/json"):
-        body = delivery.json()
+        body = delivery.json
         return body if isinstance(body, list) else [body]
     try:
         return asterisk.split_events(delivery.body.decode())
@@ -69,11 +73,11 @@ def _asterisk_events(delivery: Delivery) -> list[Any]:
 
 PROVIDERS: dict[str, Provider] = {p.name: p for p in (
     Provider("twilio", ("twilio_auth_token",),
-             lambda d, s: twilio.verify(s.twilio_auth_token, d.url, d.form(), d.headers.get("x-twilio-signature")),
-             lambda d, s: twilio.parse(d.form(), d.received_at)),
+             lambda d, s: twilio.verify(s.twilio_auth_token, d.url, d.form, d.headers.get("x-twilio-signature")),
+             lambda d, s: twilio.parse(d.form, d.received_at)),
     Provider("aircall", ("aircall_webhook_token",),
-             lambda d, s: aircall.verify(s.aircall_webhook_token, d.json()),
-             lambda d, s: aircall.parse(d.json(), d.received_at)),
+             lambda d, s: aircall.verify(s.aircall_webhook_token, d.json),
+             lambda d, s: aircall.parse(d.json, d.received_at)),
     Provider("asterisk", ("asterisk_webhook_token",),
              lambda d, s: _token(s.asterisk_webhook_token, d.bearer()),
              lambda d, s: asterisk.parse(_asterisk_events(d), ZoneInfo(s.asterisk_timezone or s.business_timezone),
@@ -82,14 +86,14 @@ PROVIDERS: dict[str, Provider] = {p.name: p for p in (
              lambda d, s: hubspot.verify(s.hubspot_client_secret, d.method, d.url, d.body,
                                          d.headers.get("x-hubspot-request-timestamp"),
                                          d.headers.get("x-hubspot-signature-v3"), d.received_at),
-             lambda d, s: hubspot.parse(d.json(), d.received_at), hubspot.DEFAULT_STAGES),
+             lambda d, s: hubspot.parse(d.json, d.received_at), hubspot.DEFAULT_STAGES),
     Provider("pipedrive", ("pipedrive_webhook_user", "pipedrive_webhook_password"),
              lambda d, s: pipedrive.verify(s.pipedrive_webhook_user, s.pipedrive_webhook_password,
                                            d.headers.get("authorization")),
-             lambda d, s: pipedrive.parse(d.json(), d.received_at), pipedrive.DEFAULT_STAGES),
+             lambda d, s: pipedrive.parse(d.json, d.received_at), pipedrive.DEFAULT_STAGES),
     Provider("salesforce", ("salesforce_webhook_token",),
              lambda d, s: _token(s.salesforce_webhook_token, d.bearer()),
-             lambda d, s: salesforce.parse(d.json(), d.received_at), salesforce.DEFAULT_STAGES),
+             lambda d, s: salesforce.parse(d.json, d.received_at), salesforce.DEFAULT_STAGES),
 )}
 
 

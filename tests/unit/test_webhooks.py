@@ -302,6 +302,8 @@ def test_hubspot_malformed_and_other_events():
         hubspot.parse([{**hs_change(1, "amount", "1", T0), "occurredAt": "soon"}], NOW)
     with pytest.raises(Malformed, match="not an amount"):
         hubspot.parse([hs_change(1, "amount", "12,5", T0)], NOW)
+    with pytest.raises(Malformed, match="deal stage cannot be empty"):
+        hubspot.parse([hs_change(1, "dealstage", "", T0)], NOW)
     (contact,) = hubspot.parse([{**hs_change(1, "email", "a@b", T0), "subscriptionType": "contact.propertyChange"}],
                                NOW)
     assert isinstance(contact, Ignored)
