@@ -7,7 +7,9 @@ It subscribes to the `cdr` and `agent` event classes, keeps `Cdr`, `AgentComplet
 `QueueCallerAbandon`, stamps each with the time it arrived when Asterisk did not
 (timestampevents), and posts them in batches to the API's /webhooks/asterisk, where they go
 the way of every webhook (identity, dedupe, dead letters). A refused or failed post is
-retried with backoff, in order, and nothing is dropped while the process lives; a lost
+retried with backoff, in order, and nothing is dropped while the process lives (an event the
+API refuses as malformed is logged with the API's reason, and the rest of its batch still
+goes through); a lost
 connection to Asterisk is reopened with backoff. AMI keeps no history: events sent while the
 connector is down are not replayed by Asterisk (its CDR backend still has them).
 """
@@ -86,8 +88,12 @@ class Forwarder:
                 if response.status_code == 200:
                     log.debug("forwarded %d events", len(batch))
                     return
-                if response.status_code == 422:  # will never be taken: say which and move on
-                    log.error("API refused %d AMI events: %s", len(batch), response.text)
+                if response.status_code == 422:  # one bad event refuses its whole batch
+                    if len(batch) == 1:  # will never be taken: say which and move on
+                        log.error("API refused the AMI event %s: %s", batch[0], response.text)
+                        return
+                    for event in batch:  # the others must not go down with it
+                        await self._post([event])
                     return
                 log.warning("API answered %s: %s; retrying in %.1fs", response.status_code, response.text[:300], delay)
             except httpx.HTTPError as exc:

@@ -58,7 +58,8 @@ async def test_ami_connector_forwards_call_events_across_a_reconnect(settings, a
     noise = "Event: Newchannel\r\nChannel: PJSIP/x-1\r\nUniqueid: 1.1\r\n\r\n"
     abandon = (f"Event: QueueCallerAbandon\r\nPrivilege: agent,all\r\nQueue: {queue}\r\nUniqueid: {unique_id}.2\r\n"
                f"Position: 1\r\nOriginalPosition: 1\r\nHoldTime: 30\r\nTimestamp: 1759831200.000000\r\n\r\n")
-    pbx = FakePbx([[cdr, noise], [abandon]])
+    broken = cdr.replace("ANSWERED", "MAYBE").replace(f"{unique_id}.1", f"{unique_id}.9")  # refused: 422
+    pbx = FakePbx([[broken, cdr, noise], [abandon]])
     server = await asyncio.start_server(pbx.handle, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     secrets = {"ASTERISK_WEBHOOK_TOKEN": "ast-token", "ASTERISK_TIMEZONE": "Europe/Paris"}
@@ -72,6 +73,7 @@ async def test_ami_connector_forwards_call_events_across_a_reconnect(settings, a
         await expect(api, rep, "2025-10-07", {"calls_outbound": 1, "talk_time": 120, "calls_missed": 1}, timeout=60)
         assert pbx.logins == 2  # reconnected after the PBX dropped the line
         assert (tmp_path / "logged-in").exists()  # the container healthcheck's file
+        assert "Disposition 'MAYBE'" in (tmp_path / "ami.log").read_text()  # refused alone, reported
     finally:
         connector.terminate()
         connector.wait(15)
