@@ -45,7 +45,7 @@ from salespulse.domain.events import (
     SurveyAnswered,
 )
 from salespulse.domain.money import CurrencyConverter
-from salespulse.domain.periods import PERIODS, SNAPSHOT, bucket_starts
+from salespulse.domain.periods import PERIODS, SNAPSHOT, local_day, period_start
 from salespulse.domain.retention import EXPIRING_KINDS, KEEP_EVERYTHING, Retention, unmatched
 
 
@@ -73,8 +73,10 @@ def customer_key(partition: int, customer_id: str) -> str:
     return f"{partition}|e|customer|{customer_id}"
 
 
-def measure_key(partition: int, topic: str, row: RowKey) -> str:
-    return f"{partition}|m|{topic}|{row.period}|{row.start}|{row.dim}|{row.key}"
+def measure_key(partition: int, topic: str, row: tuple[str, str, str, str]) -> str:
+    """`row` is a RowKey or the plain (period, start, dim, key) tuple the aggregator uses."""
+    period, start, dim, key = row
+    return f"{partition}|m|{topic}|{period}|{start}|{dim}|{key}"
 
 
 def deadletter_key(partition: int, topic: str) -> str:
@@ -119,6 +121,9 @@ _ENTITY_OF: dict[type, tuple[str, str]] = {
 }
 
 
+_SNAPSHOT_BUCKETS = ((SNAPSHOT, ""),)
+
+
 def _entity_of(envelope: Envelope) -> tuple[str, str]:
     kind, id_field = _ENTITY_OF[type(envelope.data)]
     return kind, getattr(envelope.data, id_field)
@@ -137,29 +142,54 @@ class Aggregator:
         self.retention = retention
         self.clock = clock
         self._today: date | None = None  # while a batch is applied: no rows for expired buckets
+        self._bucket_cache: dict[tuple[date, tuple[str, ...] | None], tuple[tuple[str, str], ...]] = {}
 
-    def rows(self, contributions: Iterable[entities.Contribution], sign: int,
-             into: dict[RowKey, dict[str, int]]) -> None:
-        for c in contributions:
-            if c.at is None:
-                buckets = [(SNAPSHOT, "")]
-            else:
-                starts = bucket_starts(c.at, self.tz)
-                buckets = [(kind, starts[kind].isoformat()) for kind in (c.periods or PERIODS)
-                           if self._today is None or not self.retention.bucket_expired(kind, starts[kind], self._today)]
-            for dim, key in c.dims:
+    def rows(self, old: Iterable[entities.Contribution], new: Iterable[entities.Contribution],
+             into: dict[tuple[str, str, str, str], dict[str, int]]) -> None:
+        """Add what `new` contributes and take away what `old` did, cell by cell.
+
+        The two are netted first, per (instant, dims, periods): an update usually changes a
+        measure or two of the same contributions, so most of them cancel before they are
+        spread over every dimension x period cell. Cells are keyed by plain (period, start,
+        dim, key) tuples, equal to RowKeys: this loop runs for every cell an event moves.
+        """
+        net: dict[tuple, dict[str, int]] = {}
+        for sign, contributions in ((-1, old), (1, new)):
+            for c in contributions:
+                sums = net.setdefault((c.at, c.dims, c.periods), {})
+                for name, value in c.measures:
+                    sums[name] = sums.get(name, 0) + sign * value
+        for (at, dims, periods), sums in net.items():
+            measures = [(name, value) for name, value in sums.items() if value]
+            if not measures:
+                continue
+            buckets = _SNAPSHOT_BUCKETS if at is None else self._buckets(at, periods)
+            for dim, key in dims:
                 for period, start in buckets:
-                    cell = into[RowKey(period, start, dim, key)]
-                    for name, value in c.measures:
-                        cell[name] = cell.get(name, 0) + sign * value
+                    cell = into[(period, start, dim, key)]
+                    for name, value in measures:
+                        cell[name] = cell.get(name, 0) + value
+
+    def _buckets(self, at: datetime, periods: tuple[str, ...] | None) -> tuple[tuple[str, str], ...]:
+        """(period, ISO start) of the buckets containing `at` that are still kept; memoised
+        by local day for the batch (contributions of one batch share few days)."""
+        day = local_day(at, self.tz)
+        cached = self._bucket_cache.get((day, periods))
+        if cached is None:
+            starts = {kind: period_start(kind, day) for kind in PERIODS}
+            cached = tuple((kind, starts[kind].isoformat()) for kind in (periods or PERIODS)
+                           if self._today is None or not self.retention.bucket_expired(kind, starts[kind], self._today))
+            self._bucket_cache[(day, periods)] = cached
+        return cached
 
     def customer_rows(self, customer_id: str, old, new, into: dict[RowKey, dict[str, int]]) -> None:
-        self.rows(customers.customer_contributions(customer_id, old, self.tz, self.horizon_days), -1, into)
-        self.rows(customers.customer_contributions(customer_id, new, self.tz, self.horizon_days), +1, into)
+        self.rows(customers.customer_contributions(customer_id, old, self.tz, self.horizon_days),
+                  customers.customer_contributions(customer_id, new, self.tz, self.horizon_days), into)
 
     def apply(self, store: Mapping[str, dict[str, Any]], events: Iterable[SourceEvent]) -> BatchResult:
         now = self.clock()
         self._today = now.astimezone(self.tz).date() if self.retention.bucket_days else None
+        self._bucket_cache = {}
         result = BatchResult()
         changed: dict[str, tuple[Any, Any]] = {}  # entity rows changed in this batch: (offsets, state)
 
@@ -238,8 +268,7 @@ class Aggregator:
                     continue
                 new = states.enrich(new, self.directory)
                 contributions = states.KINDS[kind].contributions
-                self.rows(contributions(old), -1, deltas)
-                self.rows(contributions(new), +1, deltas)
+                self.rows(contributions(old), contributions(new), deltas)
                 changed[ekey] = (event.offset, new)
             if kind == "order" and new.customer_id is not None:
                 # The customer's row may lag its order's after a crash between the two writes.
