@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 APT_PACKAGES := redis-server openjdk-17-jre-headless maven prometheus prometheus-alertmanager chromium
 
 .DEFAULT_GOAL := help
-.PHONY: help deps venv jars run up test test-unit test-integration clean
+.PHONY: help deps venv jars run up test test-unit test-integration bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -51,6 +51,9 @@ test-unit: venv ## Run the fast unit tests only
 
 test-integration: jars ## Run the integration tests only
 	@$(PY) -m pytest -m integration; rc=$$?; [ $$rc -eq 5 ] && { echo "no tests ran" >&2; exit 1; }; exit $$rc
+
+bench: jars ## Measure throughput, latency, recovery and memory on local Kafka and Redis (report in var/bench/; BENCH_EVENTS=1000000)
+	$(PY) -m salespulse.bench
 
 clean: ## Remove the virtualenv and local data (var/)
 	rm -rf $(VENV) var .pytest_cache .hypothesis

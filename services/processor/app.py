@@ -32,7 +32,7 @@ from salespulse.domain.aggregation import (
 from salespulse.domain.directory import Directory
 from salespulse.domain.kpis import KPIS_BY_SOURCE
 from salespulse.domain.money import CurrencyConverter
-from salespulse.domain.periods import SNAPSHOT
+from salespulse.domain.periods import SNAPSHOT, bucket_starts
 from salespulse.domain.retention import Retention
 from salespulse.domain.targets import TargetBook
 from salespulse.domain.valuation import value_row
@@ -123,17 +123,17 @@ class Processor:
         await self.sync_directory()
         result = self.aggregator.apply(self.table, valid)
         # Measure rows first, then entity rows: one changelog partition keeps them in order.
-        for key, row in result.measures.items():
-            self.table[key] = row
-        for key, row in result.entities.items():
-            self.table[key] = row
+        written = await self.table.write(result.measures)
+        written += await self.table.write(result.entities)
         for event, reason in result.rejected:
             await self.dead_letter(messages[(event.topic, event.partition, event.offset)], reason)
         for (topic, outcome), n in result.outcomes.items():
             metrics.EVENTS.labels(topic, outcome).inc(n)
         metrics.BATCH_SIZE.observe(len(messages) + len(result.rejected))
         await self.publish(result.measures)
+        await asyncio.gather(*written)  # durable before take_events acks the batch
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+        metrics.STATE_ROWS.set(len(self.table))
         self.observe_progress(messages.values())
 
     def observe_progress(self, messages: Iterable[Any]) -> None:
@@ -174,14 +174,20 @@ class Processor:
         return self._book
 
     async def publish(self, measure_rows: dict[str, dict]) -> None:
-        """Copy changed partial rows to Redis, then emit the merged KPI values they affect."""
+        """Copy changed partial rows to Redis, then emit the merged KPI values they change in
+        the current buckets (today, this week, month, quarter, year, and `now`): what screens
+        and alert rules watch. A closed bucket changed by a late event or a replay is in Redis
+        for every reading, not pushed: on a replay that was dozens of messages per event."""
         if not measure_rows:
             return
+        now = datetime.now(timezone.utc)
+        current = {kind: start.isoformat() for kind, start in bucket_starts(now, self.tz).items()}
         rows, touched = [], {}
         for key, row in measure_rows.items():
             partition, topic, row_key = parse_measure_key(key)
             rows.append((topic, partition, row_key, row["m"]))
-            touched.setdefault(row_key, set()).add(topic)
+            if row_key.period == SNAPSHOT or current.get(row_key.period) == row_key.start:
+                touched.setdefault(row_key, set()).add(topic)
         async with self.publish_lock:
             try:
                 await self.readmodel.write_rows(rows)
@@ -195,7 +201,6 @@ class Processor:
         # The producer directly, not Faust's topic.send: a fraction of the cost per message, and
         # the batch's offsets are committed only once every update is acknowledged.
         producer, sent = self.app.producer, []
-        now = datetime.now(timezone.utc)
         for row_key, topics in touched.items():
             measures = merged[row_key]
             kpis = {kpi.id: kpi for topic in topics for kpi in KPIS_BY_SOURCE[topic]}
@@ -214,10 +219,7 @@ class Processor:
         fold customers' old orders into their history (no figure changes, so no row is booked)."""
         expiry = plan_expiry(dict(self.table.items()), self.retention, datetime.now(timezone.utc), self.tz,
                         self.settings.customer_activity_days)
-        for key in expiry.drop:
-            del self.table[key]
-        for key, row in expiry.rewrite.items():
-            self.table[key] = row
+        await asyncio.gather(*await self.table.write(expiry.rewrite, expiry.drop))
         rows = expiry.rows
         if expiry.drop or expiry.rewrite:
             metrics.EXPIRED_ROWS.labels("measure").inc(len(rows))
@@ -273,6 +275,18 @@ class Processor:
             log.info("copied %d rows of %d partitions to Redis", len(rows), len(todo))
 
 
+def broker_credentials(settings: Settings):
+    """Faust's form of KAFKA_SECURITY_PROTOCOL and its credentials (None: plaintext)."""
+    options = settings.kafka_options()
+    protocol = options["security_protocol"]
+    if protocol == "PLAINTEXT":
+        return None
+    if protocol == "SSL":
+        return faust.SSLCredentials(options["ssl_context"])
+    return faust.SASLCredentials(username=options["sasl_plain_username"], password=options["sasl_plain_password"],
+                                 mechanism=options["sasl_mechanism"], ssl_context=options.get("ssl_context"))
+
+
 def create_app(settings: Settings) -> faust.App:
     brokers = ";".join(f"kafka://{h.strip()}" for h in settings.kafka_bootstrap_servers.split(","))
     app = faust.App(
@@ -286,6 +300,7 @@ def create_app(settings: Settings) -> faust.App:
         producer_acks=-1,
         web_enabled=False,
         datadir=str(settings.data_dir / "processor"),
+        broker_credentials=broker_credentials(settings),
     )
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
     sources = app.topic(*SOURCE_TOPICS, partitions=settings.topic_partitions, **raw)

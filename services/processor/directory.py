@@ -12,11 +12,15 @@ import asyncio
 import logging
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-
-from salespulse.contracts.directory import DIRECTORY_TOPICS, InvalidRecord, decode_record
+from salespulse.contracts.directory import (
+    DIRECTORY_TOPICS,
+    InvalidRecord,
+    decode_record,
+)
 from salespulse.contracts.topics import partitions_of
 from salespulse.domain.directory import Directory
 from salespulse.processor import metrics
+from salespulse.settings import kafka_client
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +34,7 @@ class DirectoryFollower:
         self.lock = asyncio.Lock()
 
     async def start(self) -> None:
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap_servers, enable_auto_commit=False,
+        consumer = AIOKafkaConsumer(**kafka_client(self.bootstrap_servers), enable_auto_commit=False,
                                     auto_offset_reset="earliest")
         await consumer.start()
         try:

@@ -55,3 +55,7 @@ LAG = Gauge(
     "Events on a source partition not yet processed, as of its latest batch.",
     ["topic", "partition"],
 )
+STATE_ROWS = Gauge(
+    "salespulse_processor_state_rows",
+    "Rows in this worker's state table (entity, measure and dead-letter rows), as of its latest batch.",
+)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
@@ -215,13 +217,20 @@ async def test_targets_give_attainment_pace_and_level_and_survive_losing_redis(a
             await eventually(targets_back)
 
 
-async def test_kpi_values_are_published_on_kpi_updates(api, producer, kafka_bootstrap):
-    rep, o = unique("rep"), unique("ord")
-    await send(producer, "sales.orders", "cust-1", order(o, rep, "2025-08-08T10:00:00+02:00", [("p", 2, "12.5", "2")]))
-    key = f"revenue/rep/{rep}/month/2025-08-01"
-    records = await consume(kafka_bootstrap, "kpi.updates", lambda r: r.key == key.encode())
-    doc = orjson.loads(records[-1].value)
-    assert doc["kpi"] == "revenue" and doc["value"] == 25.0 and doc["period_start"] == "2025-08-01"
+async def test_kpi_updates_carry_the_current_buckets_not_closed_ones(api, producer, kafka_bootstrap):
+    rep, late, fresh = unique("rep"), unique("ord"), unique("ord")
+    now = datetime.now(ZoneInfo("Europe/Paris"))
+    await send(producer, "sales.orders", "cust-1", order(late, rep, "2025-08-08T10:00:00+02:00", [("p", 1, "7", "2")]))
+    await send(producer, "sales.orders", "cust-1", order(fresh, rep, now.isoformat(), [("p", 2, "12.5", "2")]))
+    month = f"revenue/rep/{rep}/month/{now.date().replace(day=1).isoformat()}"
+    records = await consume(kafka_bootstrap, "kpi.updates", lambda r: r.key.startswith(f"revenue/rep/{rep}/".encode()))
+    docs = {r.key.decode(): orjson.loads(r.value) for r in records}
+    assert docs[month]["kpi"] == "revenue" and docs[month]["value"] == 25.0
+    # The August 2025 rows changed too (the API reads them), one partition and batch earlier,
+    # but a closed bucket is not pushed.
+    assert not [key for key in docs if "2025-08" in key]
+    month_2025 = await api.get("/api/v1/kpis/revenue", params={"by": "rep", "period": "month", "at": "2025-08-08"})
+    assert {v["key"]: v["value"] for v in month_2025.json()["values"]}[rep] == 7.0
 
 
 async def test_the_processor_counts_outcomes_on_its_metrics_endpoint(api, producer, settings):

@@ -1,0 +1,377 @@
+"""The benchmark's measurements, on real servers and real SalesPulse processes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import platform
+import random
+import resource
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterable
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import httpx
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from salespulse.bench.workload import Message, history
+from salespulse.contracts.events import SOURCE_TOPICS
+from salespulse.contracts.topics import ensure_topics, partitions_of
+from salespulse.devstack.servers import LocalKafka, LocalRedis, free_port
+from salespulse.settings import Settings
+from salespulse.simulator.__main__ import seed_directory
+from salespulse.simulator.world import World
+
+log = logging.getLogger("salespulse.bench")
+
+PROBE_REP = "bench-probe"
+PROBE_CUSTOMER = "bench-probe-customer"
+PROBES_PER_SECOND = 5
+
+
+def machine() -> dict:
+    mem = next((int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
+                if line.startswith("MemTotal:")), 0)
+    return {"cpus": os.cpu_count(), "memory_gib": round(mem / 2**20, 1), "python": platform.python_version(),
+            "platform": platform.platform()}
+
+
+def peak_rss_mib(pid: int) -> float | None:
+    """VmHWM: the most resident memory the process has used so far."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
+
+
+def percentiles(samples: list[float]) -> dict:
+    if not samples:
+        return {"count": 0}
+    ordered = sorted(samples)
+
+    def at(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 1)
+
+    return {"count": len(ordered), "p50_ms": at(0.50), "p95_ms": at(0.95), "p99_ms": at(0.99),
+            "max_ms": round(ordered[-1] * 1000, 1)}
+
+
+def scrape(port: int) -> dict[str, float]:
+    """The processor's own counters: events by outcome (summed over topics), state rows."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("salespulse_processor_events_total{"):
+            outcome = line.split('outcome="', 1)[1].split('"', 1)[0]
+            out[outcome] = out.get(outcome, 0) + float(line.rsplit(" ", 1)[1])
+        elif line.startswith("salespulse_processor_state_rows "):
+            out["state_rows"] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
+class Worker:
+    """One `python -m salespulse.processor` process."""
+
+    def __init__(self, stack: "Stack", group: str, name: str, redis_db: int) -> None:
+        self.stack, self.group, self.name = stack, group, name
+        self.port = free_port()
+        self.log_path = stack.home / "logs" / f"{name}.log"
+        self.env = {**stack.env, "PROCESSOR_APP_ID": group, "PROCESSOR_METRICS_PORT": str(self.port),
+                    "REDIS_URL": f"{stack.redis.url[:-2]}/{redis_db}", "DATA_DIR": str(stack.home / name)}
+        self.proc: subprocess.Popen | None = None
+        self.peak_mib: float | None = None
+
+    def start(self) -> float:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "salespulse.processor"], env=self.env,
+                                         stdout=out, stderr=subprocess.STDOUT)
+        return time.monotonic()
+
+    def counts(self) -> dict[str, float]:
+        if self.proc is None or self.proc.poll() is not None:
+            raise RuntimeError(f"{self.name} exited ({self.proc and self.proc.returncode}); see {self.log_path}")
+        try:
+            return scrape(self.port)
+        except httpx.HTTPError:
+            return {}  # not serving metrics yet
+
+    def note_memory(self) -> None:
+        if self.proc is not None:
+            self.peak_mib = max(self.peak_mib or 0, peak_rss_mib(self.proc.pid) or 0)
+
+    def kill(self) -> None:
+        self.note_memory()
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.note_memory()
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def counted(counts: dict[str, float]) -> float:
+    """Events a worker has finished with this run (replayed ones excluded: counted before)."""
+    return sum(v for k, v in counts.items() if k in ("applied", "duplicate", "stale", "deadlettered"))
+
+
+class Stack:
+    def __init__(self, home: Path, kafka: LocalKafka, redis: LocalRedis) -> None:
+        self.home, self.kafka, self.redis = home, kafka, redis
+        self.env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers, "REDIS_URL": redis.url,
+                    # the history goes back months: keep every bucket and entity, as a replay would
+                    "BUCKET_RETENTION_DAYS": "{}", "ENTITY_RETENTION_DAYS": "0"}
+        self.settings = Settings(kafka_bootstrap_servers=kafka.bootstrap_servers, redis_url=redis.url,
+                                 data_dir=home)
+        self.workers: list[Worker] = []
+        self.api: subprocess.Popen | None = None
+        self.api_peak_mib: float | None = None
+        self.producer: AIOKafkaProducer | None = None
+        self.world = World(random.Random(7), ZoneInfo(self.settings.business_timezone))
+        self.redis_dbs = iter(range(16))
+
+    async def prepare(self) -> None:
+        await ensure_topics(self.settings)
+        self.producer = AIOKafkaProducer(bootstrap_servers=self.kafka.bootstrap_servers, acks="all",
+                                         linger_ms=10, max_batch_size=512 * 1024)
+        await self.producer.start()
+        await seed_directory(self.kafka.bootstrap_servers, self.producer, self.world)
+
+    async def close(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        if self.api is not None and self.api.poll() is None:
+            self.api.terminate()
+            self.api.wait(30)
+        if self.producer is not None:
+            await self.producer.stop()
+
+    async def send_all(self, messages: Iterable[Message]) -> tuple[int, int]:
+        pending, count, size = [], 0, 0
+        for topic, key, value in messages:
+            pending.append(await self.producer.send(topic, value, key=key))
+            count, size = count + 1, size + len(value)
+            if len(pending) >= 20_000:
+                await asyncio.gather(*pending)
+                pending = []
+        await asyncio.gather(*pending)
+        return count, size
+
+    async def load(self, messages: Iterable[Message]) -> dict:
+        started = time.perf_counter()
+        count, size = await self.send_all(messages)
+        seconds = time.perf_counter() - started
+        return {"events": count, "mean_event_bytes": round(size / count), "seconds": round(seconds, 1),
+                "note": "generating (simulator) and producing, acks=all"}
+
+    async def baseline(self, events: int) -> dict:
+        """A consumer that only reads and parses: the ceiling for any Python consumer here."""
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.kafka.bootstrap_servers, enable_auto_commit=False,
+                                    auto_offset_reset="earliest", max_partition_fetch_bytes=4 * 2**20)
+        await consumer.start()
+        try:
+            partitions = [TopicPartition(t, p) for t in SOURCE_TOPICS
+                          for p in await partitions_of(self.kafka.bootstrap_servers, t)]
+            consumer.assign(partitions)
+            await consumer.seek_to_beginning(*partitions)
+            started, read, first = time.perf_counter(), 0, None
+            while read < events:
+                for records in (await consumer.getmany(timeout_ms=1000, max_records=10_000)).values():
+                    first = first or time.perf_counter()
+                    for record in records:
+                        orjson.loads(record.value)
+                    read += len(records)
+            seconds = time.perf_counter() - (first or started)
+        finally:
+            await consumer.stop()
+        return {"events": read, "seconds": round(seconds, 2), "events_per_second": round(read / seconds)}
+
+    def new_workers(self, count: int) -> tuple[str, list[Worker]]:
+        group, db = f"bench-{uuid.uuid4().hex[:8]}", next(self.redis_dbs)
+        workers = [Worker(self, group, f"{group}-w{i + 1}", db) for i in range(count)]
+        self.workers += workers
+        return group, workers
+
+    async def wait_counted(self, workers: list[Worker], events: int, timeout: float,
+                           samples: list | None = None) -> tuple[float | None, float]:
+        """Wait until the workers have counted `events`; (time of the first count, time of the last)."""
+        deadline, first = time.monotonic() + timeout, None
+        next_sample = 0.0
+        while True:
+            counts = [w.counts() for w in workers]
+            done = sum(counted(c) for c in counts)
+            now = time.monotonic()
+            if done and first is None:
+                first = now
+            if samples is not None and now >= next_sample:
+                for w in workers:
+                    w.note_memory()
+                samples.append({"t": now, "events": done,
+                                "state_rows": sum(c.get("state_rows", 0) for c in counts),
+                                "rss_mib": [peak_rss_mib(w.proc.pid) for w in workers]})
+                next_sample = now + 2
+            if done >= events:
+                return first, now
+            if now > deadline:
+                raise RuntimeError(f"only {done:.0f} of {events} events counted after {timeout:.0f}s")
+            await asyncio.sleep(0.1)
+
+    async def replay(self, events: int, workers: int) -> dict:
+        """Fresh consumer group: the workers rebuild every KPI row from the retained topics."""
+        group, procs = self.new_workers(workers)
+        started = min(w.start() for w in procs)
+        samples: list[dict] = []
+        first, done = await self.wait_counted(procs, events, timeout=3600, samples=samples)
+        for w in procs:
+            w.note_memory()
+        busy = done - first
+        growth = [{"events": int(s["events"]), "state_rows": int(s["state_rows"]),
+                   "rss_mib": s["rss_mib"]} for s in samples[:: max(1, len(samples) // 8)]]
+        if workers > 1:
+            for w in procs:
+                w.stop()
+        return {"group": group, "workers": workers, "events": events,
+                "rebuild_seconds": round(done - started, 1), "startup_seconds": round(first - started, 1),
+                "events_per_second": round(events / busy), "events_per_second_per_worker": round(events / busy / workers),
+                "peak_rss_mib": [w.peak_mib for w in procs], "growth": growth}
+
+    async def recovery(self, group: str, fresh: int = 5000) -> dict:
+        """SIGKILL the group's worker, send `fresh` events, restart it: how long until it counts
+        them (state restored from the changelog first), and whether anything was counted twice."""
+        worker = next(w for w in self.workers if w.group == group and w.proc.poll() is None)
+        before = worker.counts()
+        worker.kill()
+        now = datetime.now(timezone.utc)
+        await self.send_all(history(fresh, now, 1, ZoneInfo(self.settings.business_timezone), seed=11))
+        restarted = worker.start()
+        first, done = await self.wait_counted([worker], fresh, timeout=600)
+        after = worker.counts()
+        return {"events_before_kill": int(counted(before)), "fresh_events": fresh,
+                "seconds_to_first_event": round(first - restarted, 1),
+                "seconds_to_caught_up": round(done - restarted, 1),
+                "replayed_after_restart": int(after.get("replayed", 0)),
+                "state_rows_restored": int(after.get("state_rows", 0))}
+
+    def start_api(self, group_worker: Worker) -> str:
+        port = free_port()
+        log_path = self.home / "logs" / "api.log"
+        self.api = subprocess.Popen([sys.executable, "-m", "salespulse.api"], stdout=log_path.open("ab"),
+                                    stderr=subprocess.STDOUT,
+                                    env={**group_worker.env, "API_HOST": "127.0.0.1", "API_PORT": str(port)})
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/readyz").status_code == 200:
+                    return url
+            except httpx.HTTPError:
+                pass
+            if self.api.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the API did not start; see {log_path}")
+            time.sleep(0.3)
+
+    async def latency(self, rate: int, seconds: float, tz: ZoneInfo) -> dict:
+        """Live load at `rate` events/s with a probe order every 1/PROBES_PER_SECOND s: from the
+        probe's send to the probe rep's order count moving, in GET /kpis and on the SSE stream."""
+        worker = next(w for w in self.workers if w.proc.poll() is None)
+        url = self.start_api(worker)
+        end = datetime.now(timezone.utc) + timedelta(seconds=seconds)
+        load = list(history(int(rate * seconds), end, 1, tz, seed=13))  # paced below, whatever their times
+        sent_at: dict[int, float] = {}
+        seen_api: dict[int, float] = {}
+        seen_sse: dict[int, float] = {}
+        stop = asyncio.Event()
+        reading = f"{url}/api/v1/kpis/orders"
+
+        def probe_count(doc: dict) -> int:
+            return next((int(v["value"]) for v in doc.get("values", []) if v["key"] == PROBE_REP), 0)
+
+        async def poll_api(client: httpx.AsyncClient) -> None:
+            while not stop.is_set():
+                doc = (await client.get(reading, params={"by": "rep", "period": "day"})).json()
+                now, n = time.monotonic(), probe_count(doc)
+                for k in range(1, n + 1):
+                    seen_api.setdefault(k, now)
+                await asyncio.sleep(0.01)
+
+        async def follow_sse(client: httpx.AsyncClient) -> None:
+            async with client.stream("GET", f"{url}/api/v1/stream", params={"watch": "orders:rep:day"},
+                                     timeout=None) as response:
+                async for line in response.aiter_lines():
+                    if line.startswith("data: "):
+                        doc = orjson.loads(line[6:])
+                        if "reading" in doc:
+                            now, n = time.monotonic(), probe_count(doc["reading"])
+                            for k in range(1, n + 1):
+                                seen_sse.setdefault(k, now)
+                    if stop.is_set():
+                        return
+
+        async def produce() -> None:
+            tick, probe = 0.01, 0
+            per_tick = rate * tick
+            started, i, credit = time.monotonic(), 0, 0.0
+            next_probe = started
+            while i < len(load):
+                credit += per_tick
+                while credit >= 1 and i < len(load):
+                    topic, key, value = load[i]
+                    await self.producer.send(topic, value, key=key)
+                    i, credit = i + 1, credit - 1
+                now = time.monotonic()
+                if now >= next_probe:
+                    probe += 1
+                    at = datetime.now(timezone.utc).isoformat()
+                    order = {"specversion": "1.0", "id": str(uuid.uuid4()), "source": "bench/probe",
+                             "type": "order.placed", "time": at, "datacontenttype": "application/json",
+                             "data": {"order_id": f"probe-{uuid.uuid4().hex}", "customer_id": PROBE_CUSTOMER,
+                                      "rep_id": PROBE_REP, "placed_at": at, "currency": "EUR", "channel": "web",
+                                      "lines": [{"product": "crm-seat", "quantity": 1, "unit_price": "49.00",
+                                                 "unit_cost": "9.50"}]}}
+                    sent_at[probe] = time.monotonic()
+                    await self.producer.send("sales.orders", orjson.dumps(order), key=PROBE_CUSTOMER.encode())
+                    next_probe += 1 / PROBES_PER_SECOND
+                await asyncio.sleep(max(0.0, started + (i / rate) - time.monotonic()))
+            return time.monotonic() - started
+
+        async with httpx.AsyncClient(timeout=10) as client:
+            pollers = [asyncio.create_task(poll_api(client)), asyncio.create_task(follow_sse(client))]
+            elapsed = await produce()
+            deadline = time.monotonic() + 30
+            while (len(seen_api) < len(sent_at) or len(seen_sse) < len(sent_at)) and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            stop.set()
+            for task in pollers:
+                task.cancel()
+            await asyncio.gather(*pollers, return_exceptions=True)
+        self.api_peak_mib = peak_rss_mib(self.api.pid)
+        api = [seen_api[k] - sent_at[k] for k in sent_at if k in seen_api]
+        sse = [seen_sse[k] - sent_at[k] for k in sent_at if k in seen_sse]
+        return {"rate": rate, "achieved_rate": round((len(load) + len(sent_at)) / elapsed), "seconds": round(elapsed, 1),
+                "probes": len(sent_at), "api": percentiles(api), "sse": percentiles(sse),
+                "probes_never_seen": {"api": len(sent_at) - len(api), "sse": len(sent_at) - len(sse)}}
+
+    def memory(self) -> dict:
+        workers = {w.name: w.peak_mib for w in self.workers}
+        for w in self.workers:
+            w.note_memory()
+            workers[w.name] = w.peak_mib
+        return {"kafka_broker_mib": peak_rss_mib(self.kafka.proc.pid), "redis_mib": peak_rss_mib(self.redis.proc.pid),
+                "api_mib": self.api_peak_mib, "workers_mib": workers,
+                "bench_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}

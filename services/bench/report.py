@@ -1,0 +1,81 @@
+"""The benchmark's targets (issue 7) and its markdown report."""
+
+from __future__ import annotations
+
+TARGETS = {
+    "events/s per worker (one worker, replay at saturation)": ("one_worker.events_per_second_per_worker", ">=", 30_000),
+    "ratio to the bare aiokafka consumer": ("ratio", ">=", 0.4),
+    "p99 produce -> GET /kpis at 5,000 events/s (ms)": ("latency.api.p99_ms", "<", 500),
+    "p99 produce -> SSE at 5,000 events/s (ms)": ("latency.sse.p99_ms", "<", 500),
+    "crashed worker counting again (s)": ("recovery.seconds_to_first_event", "<", 30),
+}
+
+
+def lookup(results: dict, path: str):
+    value = results
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def check(results: dict) -> dict:
+    out = {}
+    for name, (path, op, limit) in TARGETS.items():
+        value = lookup(results, path)
+        met = value is not None and (value >= limit if op == ">=" else value < limit)
+        out[name] = {"value": value, "target": f"{op} {limit}", "met": met}
+    replay, one = lookup(results, "one_worker.rebuild_seconds"), lookup(results, "one_worker.events_per_second")
+    if replay and one:
+        out["replay at least as fast as live (rebuild events/s)"] = {
+            "value": round(results["events"] / replay), "target": f">= {one} (saturation)",
+            "met": results["events"] / replay >= 0.9 * one}
+    return out
+
+
+def markdown(r: dict) -> str:
+    m = r["machine"]
+    lines = [f"# SalesPulse benchmark — {r['started_at']}", "",
+             f"{m['cpus']} CPUs, {m['memory_gib']} GiB, Python {m['python']}; one local Kafka broker (KRaft) "
+             f"and redis-server on the same machine. {r['events']:,} events of history over {r['history_days']} days "
+             f"(the simulator's mix; mean {r['load']['mean_event_bytes']} bytes), loaded in {r['load']['seconds']} s.", "",
+             "## Targets", "", "| measure | value | target | met |", "|---|---:|---|---|"]
+    for name, t in r["targets"].items():
+        lines.append(f"| {name} | {t['value']} | {t['target']} | {'yes' if t['met'] else '**no**'} |")
+    b, one, two = r["baseline"], r["one_worker"], r["two_workers"]
+    lines += ["", "## Throughput", "", "| run | events/s | per worker | rebuild (s) | start-up (s) | peak RSS (MiB) |",
+              "|---|---:|---:|---:|---:|---|",
+              f"| bare aiokafka consumer + orjson | {b['events_per_second']:,} | | {b['seconds']} | | |"]
+    for run in (one, two):
+        lines.append(f"| {run['workers']} worker(s), full KPI set | {run['events_per_second']:,} | "
+                     f"{run['events_per_second_per_worker']:,} | {run['rebuild_seconds']} | {run['startup_seconds']} | "
+                     f"{', '.join(str(x) for x in run['peak_rss_mib'])} |")
+    lines += ["", f"Ratio one worker / bare consumer: {r['ratio']}.", "",
+              "State along the one-worker replay (rows = the processor's table: entity and measure rows):", "",
+              "| events | state rows | RSS (MiB) |", "|---:|---:|---:|"]
+    for g in one["growth"]:
+        lines.append(f"| {g['events']:,} | {g['state_rows']:,} | {', '.join(str(x) for x in g['rss_mib'])} |")
+    rec = r["recovery"]
+    lines += ["", "## Crash recovery", "",
+              f"A worker holding the state of {rec['events_before_kill']:,} events was killed (SIGKILL); "
+              f"{rec['fresh_events']:,} new events were sent; restarted, it counted the first of them after "
+              f"**{rec['seconds_to_first_event']} s** and all of them after {rec['seconds_to_caught_up']} s "
+              f"({rec['state_rows_restored']:,} rows restored; {rec['replayed_after_restart']} events redelivered "
+              "and recognised as already counted)."]
+    lat = r["latency"]
+    lines += ["", "## Latency", "",
+              f"{lat['achieved_rate']:,} events/s for {lat['seconds']} s, {lat['probes']} probe orders; from the "
+              "probe's send to its count visible:", "", "| where | p50 (ms) | p95 (ms) | p99 (ms) | max (ms) | never seen |",
+              "|---|---:|---:|---:|---:|---:|"]
+    for where in ("api", "sse"):
+        p = lat[where]
+        lines.append(f"| {'GET /api/v1/kpis' if where == 'api' else 'SSE /api/v1/stream'} | {p.get('p50_ms')} | "
+                     f"{p.get('p95_ms')} | {p.get('p99_ms')} | {p.get('max_ms')} | {lat['probes_never_seen'][where]} |")
+    mem = r["memory"]
+    lines += ["", "## Peak memory (VmHWM, MiB)", "", "| process | MiB |", "|---|---:|",
+              f"| Kafka broker (JVM, heap 2 GiB) | {mem['kafka_broker_mib']} |", f"| redis-server | {mem['redis_mib']} |",
+              f"| API | {mem['api_mib']} |", f"| bench (producer, consumers) | {mem['bench_mib']} |"]
+    for name, mib in mem["workers_mib"].items():
+        lines.append(f"| processor {name} | {mib} |")
+    return "\n".join(lines) + "\n"
