@@ -21,7 +21,6 @@ from zoneinfo import ZoneInfo
 import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-
 from salespulse.bench.workload import Message, history
 from salespulse.contracts.events import SOURCE_TOPICS
 from salespulse.contracts.topics import ensure_topics, partitions_of
@@ -134,7 +133,7 @@ def counted(counts: dict[str, float]) -> float:
 class Stack:
     def __init__(self, home: Path, kafka: LocalKafka, redis: LocalRedis) -> None:
         self.home, self.kafka, self.redis = home, kafka, redis
-        self.env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers, "REDIS_URL": redis.url,
+        self.env = {**os.environ, "SALESPULSE_ENV": "development", "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers, "REDIS_URL": redis.url,
                     # the history goes back months: keep every bucket and entity, as a replay would
                     "BUCKET_RETENTION_DAYS": "{}", "ENTITY_RETENTION_DAYS": "0"}
         self.settings = Settings(kafka_bootstrap_servers=kafka.bootstrap_servers, redis_url=redis.url,
