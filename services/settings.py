@@ -9,21 +9,60 @@ from __future__ import annotations
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-
 from salespulse.domain.kpis import CATALOG
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+SCOPES = ("read", "write", "ingest")
+PLACEHOLDERS = {"", "changeme", "change-me", "change_me", "placeholder", "secret", "password", "token", "xxx",
+                "todo", "example", "test", "default", "salespulse"}
+MIN_KEY_LENGTH = 16
+
+
+def is_placeholder(value: str) -> bool:
+    text = value.strip().lower()
+    return text in PLACEHOLDERS or text.startswith(("<", "${", "your-", "your_")) or set(text) <= {"x", "*", "."}
+
+
+class ApiKey(BaseModel):
+    key: str = Field(min_length=1)
+    scopes: list[Literal["read", "write", "ingest"]] = Field(min_length=1)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
 
+    # `development` (what `make run` and the tests set) may run with no API key and with
+    # placeholder secrets; anything else refuses to start until they are real.
+    salespulse_env: str = "production"
+
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    # Kafka security (every client: processor, API, alerting, simulator): PLAINTEXT, SSL,
+    # SASL_PLAINTEXT or SASL_SSL; SASL PLAIN or SCRAM-SHA-256/512; CA and client certificate.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: str | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+    # redis://[:password@]host:port/db, or rediss:// for TLS (add ?ssl_ca_certs=/path/ca.pem).
     redis_url: str = "redis://127.0.0.1:6379/0"
+
+    # Access to /api/v1 (README "Access control"): named keys with scopes read, write
+    # (targets, rules, profiles, directory) and ingest, e.g.
+    # {"wallboard-admin": {"key": "…", "scopes": ["read", "write"]}}; read-only wallboard
+    # tokens, also accepted as ?token= (a browser's EventSource cannot send headers).
+    api_keys: Annotated[dict[str, ApiKey], NoDecode] = Field(default_factory=dict)
+    wallboard_tokens: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # POST /events: events per second per key (per client address without keys), and the burst.
+    ingest_rate_limit: float = Field(default=2000, gt=0)
+    ingest_burst: int = Field(default=5000, ge=1)
 
     business_timezone: str = "Europe/Paris"
     reporting_currency: str = "EUR"
@@ -116,7 +155,7 @@ class Settings(BaseSettings):
             return {str(k).upper(): Decimal(str(v)) for k, v in raw.items()}
         return raw
 
-    @field_validator("bucket_retention_days", "webhook_stages", mode="before")
+    @field_validator("bucket_retention_days", "webhook_stages", "api_keys", mode="before")
     @classmethod
     def _json_object(cls, raw: object) -> object:
         if isinstance(raw, str):
@@ -149,7 +188,7 @@ class Settings(BaseSettings):
             raise ValueError("retention days must be 0 (keep) or more")
         return value
 
-    @field_validator("metrics_kpis", "metrics_dimensions", "metrics_periods", mode="before")
+    @field_validator("metrics_kpis", "metrics_dimensions", "metrics_periods", "wallboard_tokens", mode="before")
     @classmethod
     def _comma_list(cls, raw: object) -> object:
         if isinstance(raw, str):
@@ -178,6 +217,69 @@ class Settings(BaseSettings):
         return value.upper() if value else None
 
 
+    @property
+    def development(self) -> bool:
+        return self.salespulse_env == "development"
+
+    def secrets(self) -> dict[str, str]:
+        """Every secret that is set, by the variable (and key name) it comes from."""
+        named = {"TWILIO_AUTH_TOKEN": self.twilio_auth_token, "AIRCALL_WEBHOOK_TOKEN": self.aircall_webhook_token,
+                 "ASTERISK_WEBHOOK_TOKEN": self.asterisk_webhook_token, "HUBSPOT_CLIENT_SECRET": self.hubspot_client_secret,
+                 "PIPEDRIVE_WEBHOOK_PASSWORD": self.pipedrive_webhook_password,
+                 "SALESFORCE_WEBHOOK_TOKEN": self.salesforce_webhook_token, "ALERT_WEBHOOK_SECRET": self.alert_webhook_secret,
+                 "AMI_SECRET": self.ami_secret, "KAFKA_SASL_PASSWORD": self.kafka_sasl_password}
+        out = {name: value for name, value in named.items() if value is not None}
+        out.update({f"API_KEYS[{name}]": k.key for name, k in self.api_keys.items()})
+        out.update({f"WALLBOARD_TOKENS[{i}]": token for i, token in enumerate(self.wallboard_tokens)})
+        from urllib.parse import urlsplit
+
+        password = urlsplit(self.redis_url).password
+        if password is not None:
+            out["REDIS_URL password"] = password
+        return out
+
+    @model_validator(mode="after")
+    def _real_secrets_outside_development(self) -> "Settings":
+        if self.development:
+            return self
+        weak = [name for name, value in self.secrets().items() if is_placeholder(value)]
+        weak += [f"API_KEYS[{name}]" for name, k in self.api_keys.items()
+                 if len(k.key) < MIN_KEY_LENGTH and not is_placeholder(k.key)]
+        weak += [f"WALLBOARD_TOKENS[{i}]" for i, t in enumerate(self.wallboard_tokens)
+                 if len(t) < MIN_KEY_LENGTH and not is_placeholder(t)]
+        if weak:
+            raise ValueError(f"{', '.join(weak)}: a placeholder or too short (keys and tokens: at least "
+                             f"{MIN_KEY_LENGTH} characters); set real secrets, or SALESPULSE_ENV=development "
+                             "on a development machine")
+        if self.kafka_security_protocol.startswith("SASL") and not (self.kafka_sasl_username and self.kafka_sasl_password):
+            raise ValueError(f"KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs KAFKA_SASL_USERNAME "
+                             "and KAFKA_SASL_PASSWORD")
+        return self
+
+    def kafka_options(self) -> dict:
+        """aiokafka client arguments for KAFKA_SECURITY_PROTOCOL and its credentials."""
+        options: dict = {"bootstrap_servers": self.kafka_bootstrap_servers,
+                         "security_protocol": self.kafka_security_protocol}
+        if self.kafka_security_protocol in ("SSL", "SASL_SSL"):
+            from aiokafka.helpers import create_ssl_context
+
+            options["ssl_context"] = create_ssl_context(
+                cafile=str(self.kafka_ssl_cafile) if self.kafka_ssl_cafile else None,
+                certfile=str(self.kafka_ssl_certfile) if self.kafka_ssl_certfile else None,
+                keyfile=str(self.kafka_ssl_keyfile) if self.kafka_ssl_keyfile else None)
+        if self.kafka_security_protocol.startswith("SASL"):
+            options.update(sasl_mechanism=self.kafka_sasl_mechanism, sasl_plain_username=self.kafka_sasl_username,
+                           sasl_plain_password=self.kafka_sasl_password)
+        return options
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()
+
+
+def kafka_client(bootstrap_servers: str) -> dict:
+    """Arguments for an aiokafka client of `bootstrap_servers` with this process's Kafka
+    security settings (KAFKA_SECURITY_PROTOCOL and its credentials)."""
+    return {**get_settings().kafka_options(), "bootstrap_servers": bootstrap_servers}
+

@@ -81,7 +81,7 @@ class Evaluator:
     # --- rules ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._rules_consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap_servers,
+        self._rules_consumer = AIOKafkaConsumer(**self.settings.kafka_options(),
                                                 enable_auto_commit=False, auto_offset_reset="earliest")
         await self._rules_consumer.start()
         partition = TopicPartition(KPI_RULES, 0)

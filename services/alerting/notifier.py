@@ -152,7 +152,7 @@ class Delivery:
         self.settings, self.receiver, self.client = settings, receiver, client
         self.partition = TopicPartition(KPI_ALERTS, 0)
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap_servers, group_id=f"{settings.alerting_app_id}-{receiver.name}",
+            **settings.kafka_options(), group_id=f"{settings.alerting_app_id}-{receiver.name}",
             enable_auto_commit=False, auto_offset_reset="latest")
 
     async def start(self) -> None:

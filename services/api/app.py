@@ -14,18 +14,28 @@ import time
 from contextlib import asynccontextmanager, suppress
 from zoneinfo import ZoneInfo
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-
-from salespulse.api.errors import install_error_handlers
+from salespulse.api.auth import Keyring, RateLimiter, authorize
 from salespulse.api.documents import PROFILES, RULES
+from salespulse.api.errors import install_error_handlers
 from salespulse.api.kafka import new_producer, replay_directory, replay_targets
 from salespulse.api.kpimetrics import KpiCollector
+from salespulse.api.live import LiveHub
 from salespulse.api.metrics import REQUESTS
 from salespulse.api.reading import Readings
-from salespulse.api.live import LiveHub
-from salespulse.api.routes import directory, events, health, kpis, live, profiles, rules, targets, webhooks
+from salespulse.api.routes import (
+    directory,
+    events,
+    health,
+    kpis,
+    live,
+    profiles,
+    rules,
+    targets,
+    webhooks,
+)
 from salespulse.contracts.topics import ensure_topics
 from salespulse.readmodel import ReadModel
 from salespulse.settings import Settings, get_settings
@@ -62,6 +72,9 @@ async def connect_kafka(app: FastAPI) -> None:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    if not settings.development and not (settings.api_keys or settings.wallboard_tokens):
+        raise RuntimeError("API_KEYS is empty: outside development every /api/v1 call needs a key. Set API_KEYS "
+                           "(README, Access control), or SALESPULSE_ENV=development on a development machine")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -94,7 +107,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1.0.0",
         description="Live sales KPIs: values per dimension and period, leaderboards, targets, alert rules and alerts, ingest.",
         lifespan=lifespan,
+        dependencies=[Depends(authorize)],
     )
+    app.state.keyring = Keyring(settings)
+    app.state.ingest_limiter = RateLimiter(settings.ingest_rate_limit, settings.ingest_burst)
     install_error_handlers(app)
     app.include_router(kpis.router, prefix=API_PREFIX)
     app.include_router(targets.router, prefix=API_PREFIX)

@@ -7,11 +7,15 @@ import logging
 
 import orjson
 from aiokafka import AIOKafkaProducer
-
-from salespulse.contracts.directory import DIRECTORY_TOPICS, InvalidRecord, decode_record
+from salespulse.contracts.directory import (
+    DIRECTORY_TOPICS,
+    InvalidRecord,
+    decode_record,
+)
 from salespulse.contracts.topics import KPI_TARGETS, read_compacted
 from salespulse.domain.targets import TargetId
 from salespulse.readmodel import ReadModel
+from salespulse.settings import kafka_client
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +23,7 @@ log = logging.getLogger(__name__)
 def new_producer(bootstrap_servers: str) -> AIOKafkaProducer:
     # acks=all + idempotence: a 2xx answer means the event is durably in Kafka, once.
     return AIOKafkaProducer(
-        bootstrap_servers=bootstrap_servers, acks="all", enable_idempotence=True,
+        **kafka_client(bootstrap_servers), acks="all", enable_idempotence=True,
         linger_ms=2, request_timeout_ms=15000,
     )
 

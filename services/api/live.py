@@ -16,9 +16,9 @@ import time
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-
 from salespulse.api.reading import Readings
 from salespulse.contracts.topics import KPI_ALERTS, KPI_UPDATES, partitions_of
+from salespulse.settings import kafka_client
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ class LiveHub:
     async def run(self) -> None:
         """Follow both topics for as long as the API runs; reconnect when Kafka goes away."""
         while True:
-            consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap_servers, enable_auto_commit=False,
+            consumer = AIOKafkaConsumer(**kafka_client(self.bootstrap_servers), enable_auto_commit=False,
                                         fetch_max_wait_ms=50)
             try:
                 await consumer.start()

@@ -4,7 +4,7 @@ from prometheus_client import Counter, Histogram
 
 INGESTED = Counter("salespulse_ingest_events_total", "Events received by POST /events, by outcome.",
                    ["outcome"])
-for _outcome in ("accepted", "rejected", "failed"):
+for _outcome in ("accepted", "rejected", "failed", "rate_limited"):
     INGESTED.labels(_outcome)
 
 REQUESTS = Histogram(

@@ -10,10 +10,9 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
-
 from salespulse.contracts.directory import DIRECTORY_TOPICS
 from salespulse.contracts.events import SOURCE_TOPICS
-from salespulse.settings import Settings
+from salespulse.settings import Settings, kafka_client
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +63,7 @@ async def _described(admin: AIOKafkaAdminClient, topics: list[str], attempts: in
 
 async def partitions_of(bootstrap_servers: str, topic: str) -> list[int]:
     """The partition numbers of a topic, asked of the cluster (empty if it does not exist)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    admin = AIOKafkaAdminClient(**kafka_client(bootstrap_servers))
     await admin.start()
     try:
         (description,) = await admin.describe_topics([topic])
@@ -79,7 +78,7 @@ async def read_compacted(bootstrap_servers: str, topic: str,
     partitions = [TopicPartition(topic, p) for p in await partitions_of(bootstrap_servers, topic)]
     if not partitions:
         raise RuntimeError(f"topic {topic} does not exist")
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False,
+    consumer = AIOKafkaConsumer(**kafka_client(bootstrap_servers), enable_auto_commit=False,
                                 auto_offset_reset="earliest")
     await consumer.start()
     try:
@@ -108,7 +107,7 @@ async def ensure_topics(settings: Settings) -> None:
     The processor's table is co-partitioned with the source topics, so a source topic with
     another partition count is refused with a clear message rather than half-processed.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    admin = AIOKafkaAdminClient(**settings.kafka_options())
     await admin.start()
     try:
         existing = set(await admin.list_topics())

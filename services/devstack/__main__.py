@@ -130,6 +130,7 @@ def run(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
+    os.environ.setdefault("SALESPULSE_ENV", "development")  # a laptop: no API key needed
     parser = argparse.ArgumentParser(description="Run SalesPulse locally.")
     parser.add_argument("command", choices=["run", "up"], nargs="?", default="run")
     parser.add_argument("--home", default=str(get_settings().data_dir / "devstack"),

@@ -7,8 +7,7 @@ from typing import Annotated, Any
 
 import orjson
 from aiokafka.errors import KafkaError
-from fastapi import APIRouter, Body
-
+from fastapi import APIRouter, Body, Request
 from salespulse.api.dependencies import ProducerDep
 from salespulse.api.errors import ApiError
 from salespulse.api.metrics import INGESTED
@@ -33,8 +32,21 @@ EventsBody = Annotated[
 ]
 
 
+def limit(request: Request, count: int) -> None:
+    """INGEST_RATE_LIMIT events/s per API key (per client address when no key is configured)."""
+    principal = request.state.principal
+    who = principal.name if principal.name != "anonymous" else (request.client.host if request.client else "?")
+    wait = request.app.state.ingest_limiter.take(who, count)
+    if wait == float("inf"):
+        raise ApiError(413, "batch_too_large", f"{count} events is over INGEST_BURST; send smaller batches")
+    if wait:
+        INGESTED.labels("rate_limited").inc(count)
+        raise ApiError(429, "rate_limited", f"over {request.app.state.ingest_limiter.rate:g} events/s for {who}; "
+                       f"retry in {wait:.1f}s", headers={"Retry-After": str(max(1, round(wait + 0.5)))})
+
+
 @router.post("", status_code=202, response_model=IngestResult)
-async def create_events(body: EventsBody, producer: ProducerDep) -> dict:
+async def create_events(body: EventsBody, producer: ProducerDep, request: Request) -> dict:
     """Validate every event; if all are valid produce them and answer once Kafka has them.
 
     A batch is all or nothing: one invalid event rejects the batch with each event's reason,
@@ -45,6 +57,7 @@ async def create_events(body: EventsBody, producer: ProducerDep) -> dict:
         raise ApiError(422, "empty_batch", "the batch holds no event")
     if len(docs) > MAX_BATCH:
         raise ApiError(413, "batch_too_large", f"{len(docs)} events; at most {MAX_BATCH} per request")
+    limit(request, len(docs))
     envelopes, problems = [], []
     for index, doc in enumerate(docs):
         try:

@@ -3,6 +3,11 @@
 // (or &by=rep&key=…) | &period=month | &lang=fr|en | &theme=dark|light | ?profile=name.
 "use strict";
 
+// ?token=… is a read-only wallboard token (WALLBOARD_TOKENS): sent with every API call, in the
+// query string because EventSource cannot set headers.
+const TOKEN = new URLSearchParams(location.search).get("token");
+const api = (path) => (TOKEN ? path + (path.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(TOKEN) : path);
+
 // ?profile=name loads a saved profile (PUT /api/v1/profiles/{name}); URL parameters still win.
 let profileError = null;
 const params = (() => {
@@ -10,7 +15,7 @@ const params = (() => {
   const name = url.get("profile");
   if (!name) return url;
   const request = new XMLHttpRequest(); // synchronous: once, before anything is drawn
-  request.open("GET", `/api/v1/profiles/${encodeURIComponent(name)}`, false);
+  request.open("GET", api(`/api/v1/profiles/${encodeURIComponent(name)}`), false);
   request.send();
   if (request.status !== 200) { profileError = `profile ${name}: ${request.status}`; return url; }
   const p = JSON.parse(request.responseText);
@@ -251,7 +256,7 @@ function onAlerts(active) {
 function connect() {
   const specs = new Set(boardNames.flatMap((b) => BOARDS[b].map(specOf)));
   const url = "/api/v1/stream?" + [...specs].map((s) => "watch=" + encodeURIComponent(s)).join("&");
-  const source = new EventSource(url);
+  const source = new EventSource(api(url));
   const link = (up) => {
     document.body.dataset.connected = String(up);
     document.getElementById("link-text").textContent = up ? TEXT.live : TEXT.offline;
@@ -268,7 +273,7 @@ function connect() {
 
 async function loadDirectory() {
   try {
-    const reps = await (await fetch("/api/v1/directory/reps")).json();
+    const reps = await (await fetch(api("/api/v1/directory/reps"))).json();
     teamOf = Object.fromEntries(reps.map((r) => {
       const now = r.assignments[r.assignments.length - 1] || {};
       return [r.rep_id, { name: r.name, team: now.team, region: now.region }];
