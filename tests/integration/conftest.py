@@ -14,7 +14,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import httpx
@@ -200,6 +200,18 @@ def processor(settings):
 @pytest.fixture(scope="session")
 async def api(settings) -> AsyncIterator[httpx.AsyncClient]:
     """The real FastAPI app (lifespan included) behind an in-process HTTP client."""
+    from salespulse.api.app import create_app
+
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as client:
+            await eventually(lambda: _ready(client), timeout=60)
+            yield client
+
+
+@asynccontextmanager
+async def in_process_api(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """An API of its own settings (lifespan included) behind an in-process client, once ready."""
     from salespulse.api.app import create_app
 
     app = create_app(settings)

@@ -5,12 +5,10 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import httpx
 import pytest
-
-from salespulse.api.app import create_app
 from salespulse.settings import Settings
-from tests.integration.conftest import cloudevent, eventually, unique
+
+from tests.integration.conftest import cloudevent, in_process_api, unique
 
 READER, WRITER, INGESTER, WALL = ("r" * 20, "w" * 20 + "-1", "i" * 20 + "-2", "t" * 20 + "-3")
 
@@ -24,13 +22,8 @@ def secured(settings: Settings, **values) -> Settings:
 
 @pytest.fixture(scope="module")
 async def secure_api(settings):
-    app = create_app(secured(settings, ingest_rate_limit=5, ingest_burst=10))
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as client:
-            async def ready():
-                assert (await client.get("/readyz")).status_code == 200
-            await eventually(ready, timeout=60)
-            yield client
+    async with in_process_api(secured(settings, ingest_rate_limit=5, ingest_burst=10)) as client:
+        yield client
 
 
 def bearer(key: str) -> dict:

@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from salespulse.webhooks import twilio
-from tests.integration.conftest import consume, eventually, unique
+from tests.integration.conftest import in_process_api, consume, unique
 from tests.integration.test_pipeline import expect
 
 pytestmark = pytest.mark.usefixtures("processor")
@@ -31,15 +31,8 @@ SECRETS = {"twilio_auth_token": "tw-token", "aircall_webhook_token": "ac-token",
 @pytest.fixture(scope="module")
 async def hooks(settings, api):
     """An API with every provider's secret set (the session's API has none: all are off there)."""
-    from salespulse.api.app import create_app
-
-    app = create_app(settings.model_copy(update=SECRETS))
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as client:
-            async def ready():
-                assert (await client.get("/readyz")).status_code == 200
-            await eventually(ready, timeout=60)
-            yield client
+    async with in_process_api(settings.model_copy(update=SECRETS)) as client:
+        yield client
 
 
 async def rep_with(api, **identities) -> str:
