@@ -59,7 +59,7 @@ def markdown(r: dict) -> str:
     rec = r["recovery"]
     lines += ["", "## Crash recovery", "",
               f"A worker holding the state of {rec['events_before_kill']:,} events was killed (SIGKILL); "
-              f"{rec['fresh_events']:,} new events were sent; restarted, it counted the first of them after "
+              f"{rec['fresh_events']:,} new events were sent ({rec['fresh_events_counted']:,} counted); restarted, it counted the first of them after "
               f"**{rec['seconds_to_first_event']} s** and all of them after {rec['seconds_to_caught_up']} s "
               f"({rec['state_rows_restored']:,} rows restored; {rec['replayed_after_restart']} events redelivered "
               "and recognised as already counted)."]
