@@ -13,12 +13,12 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
 from salespulse.domain.kpis import CATALOG
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-SCOPES = ("read", "write", "ingest")
 PLACEHOLDERS = {"", "changeme", "change-me", "change_me", "placeholder", "secret", "password", "token", "xxx",
                 "todo", "example", "test", "default", "salespulse"}
 MIN_KEY_LENGTH = 16
@@ -216,7 +216,6 @@ class Settings(BaseSettings):
     def _upper(cls, value: str | None) -> str | None:
         return value.upper() if value else None
 
-
     @property
     def development(self) -> bool:
         return self.salespulse_env == "development"
@@ -242,11 +241,8 @@ class Settings(BaseSettings):
     def _real_secrets_outside_development(self) -> "Settings":
         if self.development:
             return self
-        weak = [name for name, value in self.secrets().items() if is_placeholder(value)]
-        weak += [f"API_KEYS[{name}]" for name, k in self.api_keys.items()
-                 if len(k.key) < MIN_KEY_LENGTH and not is_placeholder(k.key)]
-        weak += [f"WALLBOARD_TOKENS[{i}]" for i, t in enumerate(self.wallboard_tokens)
-                 if len(t) < MIN_KEY_LENGTH and not is_placeholder(t)]
+        weak = [name for name, value in self.secrets().items() if is_placeholder(value)
+                or (name.startswith(("API_KEYS[", "WALLBOARD_TOKENS[")) and len(value) < MIN_KEY_LENGTH)]
         if weak:
             raise ValueError(f"{', '.join(weak)}: a placeholder or too short (keys and tokens: at least "
                              f"{MIN_KEY_LENGTH} characters); set real secrets, or SALESPULSE_ENV=development "

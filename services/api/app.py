@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
 from salespulse.api.auth import Keyring, RateLimiter, authorize
 from salespulse.api.documents import PROFILES, RULES
 from salespulse.api.errors import install_error_handlers

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from fastapi import Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
 from salespulse.api.errors import ApiError
 from salespulse.settings import Settings
 
@@ -66,9 +67,9 @@ async def authorize(request: Request,
                     header_key: str | None = Security(api_key_header)) -> None:
     """Global dependency: 401 without a valid key, 403 when its scopes lack the route's."""
     scope = needed_scope(request.method, request.url.path)
-    keyring: Keyring = request.app.state.keyring
     if scope is None:
         return
+    keyring: Keyring = request.app.state.keyring
     if keyring.open:
         request.state.principal = ANONYMOUS
         return

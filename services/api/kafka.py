@@ -7,11 +7,8 @@ import logging
 
 import orjson
 from aiokafka import AIOKafkaProducer
-from salespulse.contracts.directory import (
-    DIRECTORY_TOPICS,
-    InvalidRecord,
-    decode_record,
-)
+
+from salespulse.contracts.directory import DIRECTORY_TOPICS, InvalidRecord, decode_record
 from salespulse.contracts.topics import KPI_TARGETS, read_compacted
 from salespulse.domain.targets import TargetId
 from salespulse.readmodel import ReadModel

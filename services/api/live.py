@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+
 from salespulse.api.reading import Readings
 from salespulse.contracts.topics import KPI_ALERTS, KPI_UPDATES, partitions_of
 from salespulse.settings import kafka_client

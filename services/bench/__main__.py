@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo
 from salespulse.bench import measure, report
 from salespulse.bench.workload import history
 from salespulse.devstack.servers import LocalKafka, LocalRedis, free_port
-from salespulse.settings import REPO_ROOT
+from salespulse.settings import REPO_ROOT, Settings
 
 log = logging.getLogger("salespulse.bench")
 
@@ -46,10 +46,15 @@ def main() -> None:
     parser.add_argument("--latency-seconds", type=float, default=60, help="length of the latency run (default 60)")
     parser.add_argument("--home", type=Path, default=REPO_ROOT / "var" / "bench",
                         help="servers' data, logs and the reports (emptied first; default var/bench)")
+    parser.add_argument("--aggregator-only", action="store_true",
+                        help="only decode + aggregate min(--events, 100,000) events in-process (no servers) and print it")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     for noisy in ("httpx", "aiokafka"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if args.aggregator_only:
+        print(json.dumps(domain_ceiling(args), indent=2))
+        return
     shutil.rmtree(args.home, ignore_errors=True)
     args.home.mkdir(parents=True)
     kafka = LocalKafka(args.home / "kafka", port=free_port(), controller_port=free_port(), heap="2g")
@@ -67,6 +72,13 @@ def main() -> None:
     print(f"reports: {args.home / 'report.json'} and {args.home / 'report.md'}")
 
 
+def domain_ceiling(args: argparse.Namespace) -> dict:
+    settings = Settings()
+    tz = ZoneInfo(settings.business_timezone)
+    messages = history(min(args.events, 100_000), datetime.now(timezone.utc), args.days, tz)
+    return measure.aggregator_only(messages, tz, settings.topic_partitions)
+
+
 async def run(args: argparse.Namespace, kafka: LocalKafka, redis: LocalRedis) -> dict:
     stack = measure.Stack(args.home, kafka, redis)
     results: dict = {"machine": measure.machine(), "events": args.events, "history_days": args.days,
@@ -78,6 +90,8 @@ async def run(args: argparse.Namespace, kafka: LocalKafka, redis: LocalRedis) ->
         results["load"] = await stack.load(history(args.events, datetime.now(timezone.utc), args.days, tz))
         log.info("baseline: a bare aiokafka consumer parsing every event ...")
         results["baseline"] = await stack.baseline(args.events)
+        log.info("the domain code alone: decode + aggregate in-process ...")
+        results["aggregator_only"] = domain_ceiling(args)
         log.info("one worker replays the history ...")
         one = results["one_worker"] = await stack.replay(args.events, workers=1)
         results["ratio"] = round(one["events_per_second"] / results["baseline"]["events_per_second"], 3)

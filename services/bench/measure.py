@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
 from salespulse.bench.workload import Message, history
 from salespulse.contracts.events import SOURCE_TOPICS
 from salespulse.contracts.topics import ensure_topics, partitions_of
@@ -77,6 +78,35 @@ def scrape(port: int) -> dict[str, float]:
         elif line.startswith("salespulse_processor_state_rows "):
             out["state_rows"] = float(line.rsplit(" ", 1)[1])
     return out
+
+
+def aggregator_only(messages: Iterable[Message], tz: ZoneInfo, partitions: int, batch: int = 1000) -> dict:
+    """Decode and aggregate in batches on a dict store, no Kafka, Redis or Faust: the ceiling
+    the domain code alone puts on a worker (events keyed to partitions like Kafka's default)."""
+    from aiokafka.partitioner import murmur2
+
+    from salespulse.contracts.events import decode_event
+    from salespulse.domain.aggregation import Aggregator, SourceEvent
+    from salespulse.domain.directory import Directory
+    from salespulse.domain.money import CurrencyConverter
+    from salespulse.domain.retention import Retention
+
+    offsets: dict[tuple[str, int], int] = {}
+    events = []
+    for topic, key, value in messages:
+        partition = (murmur2(key) & 0x7FFFFFFF) % partitions
+        offset = offsets[topic, partition] = offsets.get((topic, partition), -1) + 1
+        events.append((topic, partition, offset, value))
+    aggregator = Aggregator(tz, CurrencyConverter("EUR"), Directory(), 365, Retention({}, 0))
+    store: dict = {}
+    started = time.perf_counter()
+    for i in range(0, len(events), batch):
+        result = aggregator.apply(store, [SourceEvent(t, p, o, decode_event(v)) for t, p, o, v in events[i:i + batch]])
+        store.update(result.measures)
+        store.update(result.entities)
+    seconds = time.perf_counter() - started
+    return {"events": len(events), "batch": batch, "seconds": round(seconds, 1),
+            "events_per_second": round(len(events) / seconds), "state_rows": len(store)}
 
 
 class Worker:
@@ -372,10 +402,9 @@ class Stack:
                 "probes_never_seen": {"api": len(sent_at) - len(api), "sse": len(sent_at) - len(sse)}}
 
     def memory(self) -> dict:
-        workers = {w.name: w.peak_mib for w in self.workers}
         for w in self.workers:
             w.note_memory()
-            workers[w.name] = w.peak_mib
+        workers = {w.name: w.peak_mib for w in self.workers}
         return {"kafka_broker_mib": peak_rss_mib(self.kafka.proc.pid), "redis_mib": peak_rss_mib(self.redis.proc.pid),
                 "api_mib": self.api_peak_mib, "workers_mib": workers,
                 "bench_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}

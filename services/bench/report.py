@@ -46,7 +46,9 @@ def markdown(r: dict) -> str:
     b, one, two = r["baseline"], r["one_worker"], r["two_workers"]
     lines += ["", "## Throughput", "", "| run | events/s | per worker | rebuild (s) | start-up (s) | peak RSS (MiB) |",
               "|---|---:|---:|---:|---:|---|",
-              f"| bare aiokafka consumer + orjson | {b['events_per_second']:,} | | {b['seconds']} | | |"]
+              f"| bare aiokafka consumer + orjson | {b['events_per_second']:,} | | {b['seconds']} | | |",
+              f"| domain code alone (decode + aggregate, in-process, {r['aggregator_only']['events']:,} events) | "
+              f"{r['aggregator_only']['events_per_second']:,} | | {r['aggregator_only']['seconds']} | | |"]
     for run in (one, two):
         lines.append(f"| {run['workers']} worker(s), full KPI set | {run['events_per_second']:,} | "
                      f"{run['events_per_second_per_worker']:,} | {run['rebuild_seconds']} | {run['startup_seconds']} | "

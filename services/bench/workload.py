@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import orjson
+
 from salespulse.simulator.world import World
 
 Message = tuple[str, bytes, bytes]  # topic, key, value

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+
 from salespulse.contracts.directory import DIRECTORY_TOPICS
 from salespulse.contracts.events import SOURCE_TOPICS
 from salespulse.settings import Settings, kafka_client

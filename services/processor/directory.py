@@ -12,11 +12,8 @@ import asyncio
 import logging
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from salespulse.contracts.directory import (
-    DIRECTORY_TOPICS,
-    InvalidRecord,
-    decode_record,
-)
+
+from salespulse.contracts.directory import DIRECTORY_TOPICS, InvalidRecord, decode_record
 from salespulse.contracts.topics import partitions_of
 from salespulse.domain.directory import Directory
 from salespulse.processor import metrics

@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 import pytest
-from salespulse.settings import Settings
 
+from salespulse.settings import Settings
 from tests.integration.conftest import cloudevent, in_process_api, unique
 
 READER, WRITER, INGESTER, WALL = ("r" * 20, "w" * 20 + "-1", "i" * 20 + "-2", "t" * 20 + "-3")

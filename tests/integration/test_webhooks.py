@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from salespulse.webhooks import twilio
-from tests.integration.conftest import in_process_api, consume, unique
+from tests.integration.conftest import consume, in_process_api, unique
 from tests.integration.test_pipeline import expect
 
 pytestmark = pytest.mark.usefixtures("processor")

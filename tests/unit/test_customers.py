@@ -145,8 +145,8 @@ def customer_logs(draw):
 
 
 def rows_of(contributions, sign, into):
-    aggregator = Aggregator(TZ, CurrencyConverter("EUR"))
-    aggregator.rows((), contributions, into) if sign > 0 else aggregator.rows(contributions, (), into)
+    old, new = ((), contributions) if sign > 0 else (contributions, ())
+    Aggregator(TZ, CurrencyConverter("EUR")).rows(old, new, into)
 
 
 @settings(max_examples=400, deadline=None)

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import orjson
 from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Body, Request
+
 from salespulse.api.dependencies import ProducerDep
 from salespulse.api.errors import ApiError
 from salespulse.api.metrics import INGESTED
