@@ -89,6 +89,10 @@ class Settings(BaseSettings):
     processor_metrics_port: int = 9102
     processor_batch_size: int = Field(default=1000, ge=1)
     processor_batch_seconds: float = Field(default=0.05, gt=0)
+    # Static membership: a worker restarted under the same id takes its partitions back at once,
+    # without a rebalance; unset, a crashed worker's partitions wait for its session to time out.
+    processor_instance_id: str | None = None
+    processor_session_timeout: float = Field(default=20.0, ge=6, le=300)
 
     # Alerting (salespulse.alerting): rules are evaluated every ALERT_EVAL_SECONDS; alert changes
     # go to kpi.alerts and to each receiver that has a URL (none: the receiver is off).

@@ -81,7 +81,7 @@ def scrape(port: int) -> dict[str, float]:
 
 
 def aggregator_only(messages: Iterable[Message], tz: ZoneInfo, partitions: int, batch: int = 1000) -> dict:
-    """Decode and aggregate in batches on a dict store, no Kafka, Redis or Faust: the ceiling
+    """Decode and aggregate in batches on a dict store, no Kafka or Redis: the ceiling
     the domain code alone puts on a worker (events keyed to partitions like Kafka's default)."""
     from aiokafka.partitioner import murmur2
 

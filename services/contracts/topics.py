@@ -25,6 +25,11 @@ KPI_ALERTS = "kpi.alerts"
 WALLBOARD_PROFILES = "wallboard.profiles"
 
 
+def state_changelog(processor_app_id: str) -> str:
+    """The processor's state changelog (the name Faust gave it in earlier versions)."""
+    return f"{processor_app_id}-state-changelog"
+
+
 @dataclass(frozen=True)
 class TopicSpec:
     name: str
@@ -48,6 +53,8 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(KPI_ALERTS, 1, r, keep_forever),
     ]
     specs += [TopicSpec(topic, 1, r, compacted) for topic in DIRECTORY_TOPICS.values()]  # reference data
+    # The processor's rows, partitioned like the sources: the latest value of each row.
+    specs.append(TopicSpec(state_changelog(settings.processor_app_id), p, r, compacted))
     return specs
 
 

@@ -1,6 +1,6 @@
 """Apply a batch of events to partition-owned rows, idempotently.
 
-Every row lives in one key-value store (the processor's Faust table) and belongs to exactly
+Every row lives in one key-value store (the processor's state, kept in a changelog topic) and belongs to exactly
 one source partition, whose number starts its key:
 
     "{partition}|e|{topic}|{kind}:{entity_id}"                  entity state

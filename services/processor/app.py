@@ -1,8 +1,16 @@
-"""The Faust application: sales.* events -> partition-owned state -> Redis and kpi.updates.
+"""The stream processor: sales.* events -> partition-owned state -> Redis and kpi.updates.
 
-One agent reads every source topic in batches (`take_events`) at concurrency 1, so Faust
-never commits an offset past an event still in flight. The domain's Aggregator turns a batch
-into row updates; the agent only decodes, routes, writes the table and publishes.
+A Worker is one member of the PROCESSOR_APP_ID consumer group. Kafka assigns it source
+partitions (the same partition numbers of every sales.* topic together: they are
+co-partitioned); before it handles an event of a partition it restores that partition's rows
+from the state changelog, and it commits an offset only once every row the event changed is
+durable in the changelog. So a crash at any point loses nothing (Kafka redelivers from the
+committed offset) and counts nothing twice (rows remember the source offset they last
+applied). One batch is handled at a time: the processor is single-threaded per worker; more
+workers share the partitions.
+
+The Processor turns a batch into rows with the domain's Aggregator; it only decodes, routes,
+writes the state and publishes.
 """
 
 from __future__ import annotations
@@ -12,15 +20,16 @@ import logging
 import time
 from collections.abc import Iterable
 from datetime import datetime, timezone
-from typing import Any
 from zoneinfo import ZoneInfo
 
-import faust
 import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.structs import ConsumerRecord
 from redis.exceptions import RedisError
 
 from salespulse.contracts.events import ROUTES, SOURCE_TOPICS, InvalidEvent, decode_event
-from salespulse.contracts.topics import DEADLETTER, KPI_UPDATES
+from salespulse.contracts.topics import DEADLETTER, KPI_UPDATES, state_changelog
 from salespulse.domain.aggregation import (
     Aggregator,
     RowKey,
@@ -38,7 +47,7 @@ from salespulse.domain.targets import TargetBook
 from salespulse.domain.valuation import value_row
 from salespulse.processor import metrics
 from salespulse.processor.directory import DirectoryFollower
-from salespulse.processor.table import SourcePartitionedTable
+from salespulse.processor.state import State
 from salespulse.readmodel import ReadModel
 from salespulse.settings import Settings
 
@@ -65,11 +74,11 @@ def kpi_update(kpi, row: RowKey, value, as_of: float | None) -> tuple[bytes, byt
 
 
 class Processor:
-    """What the agent does with a batch; holds no Faust-specific logic beyond the table."""
+    """What a worker does with a batch of source records: decode, aggregate, write, publish."""
 
-    def __init__(self, app: faust.App, settings: Settings, table, deadletter, readmodel: ReadModel) -> None:
-        self.app = app
+    def __init__(self, settings: Settings, producer: AIOKafkaProducer, state: State, readmodel: ReadModel) -> None:
         self.settings = settings
+        self.producer = producer
         self.tz = ZoneInfo(settings.business_timezone)
         self.directory = Directory()
         self.follower = DirectoryFollower(settings.kafka_bootstrap_servers, self.directory)
@@ -77,45 +86,48 @@ class Processor:
         self.aggregator = Aggregator(self.tz, CurrencyConverter(settings.reporting_currency, settings.fx_rates),
                                      self.directory, settings.customer_activity_days, self.retention)
         self.expired_in_redis: list = []  # expired rows Redis has not dropped yet
-        self.table = table
-        self.deadletter = deadletter
+        self.table = state
         self.readmodel = readmodel
+        self.owned: set[int] = set()  # source partition numbers whose rows are restored here
         self.dirty: set[str] = set()  # source partitions whose Redis rows may be stale
         self.directory_dirty = False  # Redis's copy of the directory may be stale
         self.publish_lock = asyncio.Lock()
         self._book: TargetBook | None = None
         self._book_read_at = 0.0
 
-    async def dead_letter(self, message, reason: str) -> None:
-        """Send the original bytes with the reason; once per source offset, even on replay."""
+    async def dead_letter(self, message: ConsumerRecord, reason: str) -> list:
+        """Send the original bytes with the reason; once per source offset, even on replay.
+        Returns the sends to await before the offset is committed."""
         key = deadletter_key(message.partition, message.topic)
         done = self.table.get(key)
         if done is not None and message.offset <= done["o"]:
-            return
+            return []
         headers = [
             ("salespulse.reason", reason.encode()),
             ("salespulse.source.topic", message.topic.encode()),
             ("salespulse.source.partition", str(message.partition).encode()),
             ("salespulse.source.offset", str(message.offset).encode()),
         ]
-        await self.deadletter.send(key=message.key, value=message.value, headers=headers)
-        self.table[key] = {"o": message.offset}
+        sent = await self.producer.send(DEADLETTER, message.value, key=message.key, headers=headers)
+        written = await self.table.write({key: {"o": message.offset}})
         metrics.EVENTS.labels(message.topic, "deadlettered").inc()
         log.warning("dead-lettered %s[%s]@%s: %s", message.topic, message.partition, message.offset, reason)
+        return [sent, *written]
 
-    async def handle(self, events: Iterable[Any]) -> None:
+    async def handle(self, records: Iterable[ConsumerRecord]) -> None:
+        """Apply a batch; once this returns, everything it changed is durable in Kafka."""
         started = time.perf_counter()
-        messages: dict[tuple[str, int, int], Any] = {}
+        messages: dict[tuple[str, int, int], ConsumerRecord] = {}
         valid: list[SourceEvent] = []
-        for event in events:
-            message = event.message
+        pending: list = []
+        for message in records:
             try:
                 envelope = decode_event(message.value)
                 route = ROUTES[envelope.type]
                 if route.topic != message.topic:
                     raise InvalidEvent(f"{envelope.type} belongs on {route.topic}, not {message.topic}")
             except InvalidEvent as exc:
-                await self.dead_letter(message, str(exc))
+                pending += await self.dead_letter(message, str(exc))
                 continue
             messages[(message.topic, message.partition, message.offset)] = message
             valid.append(SourceEvent(message.topic, message.partition, message.offset, envelope))
@@ -123,33 +135,25 @@ class Processor:
         await self.sync_directory()
         result = self.aggregator.apply(self.table, valid)
         # Measure rows first, then entity rows: one changelog partition keeps them in order.
-        written = await self.table.write(result.measures)
-        written += await self.table.write(result.entities)
+        pending += await self.table.write(result.measures)
+        pending += await self.table.write(result.entities)
         for event, reason in result.rejected:
-            await self.dead_letter(messages[(event.topic, event.partition, event.offset)], reason)
+            pending += await self.dead_letter(messages[(event.topic, event.partition, event.offset)], reason)
         for (topic, outcome), n in result.outcomes.items():
             metrics.EVENTS.labels(topic, outcome).inc(n)
         metrics.BATCH_SIZE.observe(len(messages) + len(result.rejected))
         await self.publish(result.measures)
-        await asyncio.gather(*written)  # durable before take_events acks the batch
+        await asyncio.gather(*pending)  # durable before the worker commits the batch
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
         metrics.STATE_ROWS.set(len(self.table))
         self.observe_progress(messages.values())
 
-    def observe_progress(self, messages: Iterable[Any]) -> None:
-        """Latency of each event from its write to Kafka, and what is left on its partition."""
-        now, last = time.time(), {}
+    def observe_progress(self, messages: Iterable[ConsumerRecord]) -> None:
+        """Latency of each event from its write to Kafka."""
+        now = time.time()
         for message in messages:
             if message.timestamp:
-                metrics.EVENT_LATENCY.observe(max(0.0, now - message.timestamp))
-            last[message.tp] = max(last.get(message.tp, -1), message.offset)
-        for tp, offset in last.items():
-            try:
-                highwater = self.app.consumer.highwater(tp)
-            except Exception:  # noqa: BLE001 - not known yet: leave the gauge as it was
-                continue
-            if highwater is not None:
-                metrics.LAG.labels(tp.topic, str(tp.partition)).set(max(0, highwater - offset - 1))
+                metrics.EVENT_LATENCY.observe(max(0.0, now - message.timestamp / 1000))
 
     async def sync_directory(self) -> None:
         """Bring the directory up to date, and Redis's copy of it for the API's reads."""
@@ -198,9 +202,8 @@ class Processor:
                 metrics.READ_MODEL_FAILURES.inc()
                 log.warning("Redis unavailable (%s); %d rows will be copied when it is back", exc, len(rows))
                 return
-        # The producer directly, not Faust's topic.send: a fraction of the cost per message, and
-        # the batch's offsets are committed only once every update is acknowledged.
-        producer, sent = self.app.producer, []
+        # Sent without waiting for each; the batch's offsets are committed once all are acknowledged.
+        producer, sent = self.producer, []
         for row_key, topics in touched.items():
             measures = merged[row_key]
             kpis = {kpi.id: kpi for topic in topics for kpi in KPIS_BY_SOURCE[topic]}
@@ -210,7 +213,7 @@ class Processor:
                     continue
                 value = value_row(kpi, row_key, measures, book, now, self.tz)
                 key, doc = kpi_update(kpi, row_key, value, measures.as_of)
-                sent.append(await producer.send(KPI_UPDATES, key, doc, None, None, None))
+                sent.append(await producer.send(KPI_UPDATES, doc, key=key))
         await asyncio.gather(*sent)
         metrics.KPI_UPDATES.inc(len(sent))
 
@@ -242,8 +245,7 @@ class Processor:
                 log.warning("Redis unavailable (%s); expired rows will be dropped from it later", exc)
 
     def active_sources(self) -> set[str]:
-        partitions = {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic in SOURCE_TOPICS}
-        return {f"{topic}/{p}" for topic in SOURCE_TOPICS for p in partitions}
+        return {f"{topic}/{p}" for topic in SOURCE_TOPICS for p in self.owned}
 
     async def resync(self) -> None:
         """Copy all rows of owned partitions that Redis lacks (it restarted empty) or missed."""
@@ -275,58 +277,115 @@ class Processor:
             log.info("copied %d rows of %d partitions to Redis", len(rows), len(todo))
 
 
-def broker_credentials(settings: Settings):
-    """Faust's form of KAFKA_SECURITY_PROTOCOL and its credentials (None: plaintext)."""
-    options = settings.kafka_options()
-    protocol = options["security_protocol"]
-    if protocol == "PLAINTEXT":
-        return None
-    if protocol == "SSL":
-        return faust.SSLCredentials(options["ssl_context"])
-    return faust.SASLCredentials(username=options["sasl_plain_username"], password=options["sasl_plain_password"],
-                                 mechanism=options["sasl_mechanism"], ssl_context=options.get("ssl_context"))
+class Worker(ConsumerRebalanceListener):
+    """One member of the processor's consumer group: owns some source partitions and their rows.
 
+    Partitions are assigned with the range assignor, which gives a member the same partition
+    numbers of every sales.* topic (equal partition counts): a customer's orders and the rest
+    of its events meet in one worker. With PROCESSOR_INSTANCE_ID set (static membership), a
+    worker restarted under the same id gets its partitions back at once, without a rebalance.
+    """
 
-def create_app(settings: Settings) -> faust.App:
-    brokers = ";".join(f"kafka://{h.strip()}" for h in settings.kafka_bootstrap_servers.split(","))
-    app = faust.App(
-        settings.processor_app_id,
-        broker=brokers,
-        store="memory://",
-        topic_partitions=settings.topic_partitions,
-        topic_replication_factor=settings.topic_replication_factor,
-        consumer_auto_offset_reset="earliest",
-        broker_commit_interval=1.0,
-        producer_acks=-1,
-        web_enabled=False,
-        datadir=str(settings.data_dir / "processor"),
-        broker_credentials=broker_credentials(settings),
-    )
-    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
-    sources = app.topic(*SOURCE_TOPICS, partitions=settings.topic_partitions, **raw)
-    deadletter = app.topic(DEADLETTER, **raw)
-    table = app.tables.add(SourcePartitionedTable(  # what app.Table() does, with our class
-        app, name="state", beacon=app.tables.beacon, partitions=settings.topic_partitions,
-        schema=faust.Schema(key_serializer="json", value_serializer="json"),
-    ))
-    processor = Processor(app, settings, table, deadletter, ReadModel.from_url(settings.redis_url))
-    app.processor = processor
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.client = settings.kafka_options()
+        self.producer = AIOKafkaProducer(**self.client, acks="all", linger_ms=5, max_batch_size=1024 * 1024,
+                                         enable_idempotence=True)
+        self.consumer = AIOKafkaConsumer(
+            **self.client, group_id=settings.processor_app_id, group_instance_id=settings.processor_instance_id,
+            enable_auto_commit=False, auto_offset_reset="earliest", isolation_level="read_committed",
+            partition_assignment_strategy=(RangePartitionAssignor,),
+            session_timeout_ms=int(settings.processor_session_timeout * 1000),
+            heartbeat_interval_ms=int(settings.processor_session_timeout * 1000 / 5),
+            max_poll_interval_ms=600_000, max_partition_fetch_bytes=4 * 2**20)
+        self.state = State(self.producer, state_changelog(settings.processor_app_id))
+        self.processor = Processor(settings, self.producer, self.state, ReadModel.from_url(settings.redis_url))
+        self.lock = asyncio.Lock()  # one batch, rebalance or timer job at a time
+        self.ready = asyncio.Event()
+        self.stopping = asyncio.Event()
 
-    @app.agent(sources, concurrency=1, name="aggregate")
-    async def aggregate(stream):
-        async for events in stream.take_events(settings.processor_batch_size, settings.processor_batch_seconds):
-            await processor.handle(events)
+    # -- group membership -------------------------------------------------------------------
+    async def on_partitions_revoked(self, revoked) -> None:
+        async with self.lock:  # the batch in hand is finished and committed first
+            gone = {tp.partition for tp in revoked if tp.topic in SOURCE_TOPICS}
+            kept = {tp.partition for tp in self.consumer.assignment() if tp.topic in SOURCE_TOPICS} - gone
+            gone -= kept
+            if gone:
+                self.processor.owned -= gone
+                dropped = self.state.drop(gone)
+                log.info("gave up partitions %s (%d rows)", sorted(gone), dropped)
 
-    @app.on_before_shutdown.connect
-    async def close_directory(app, **kwargs) -> None:
-        await processor.follower.stop()
+    async def on_partitions_assigned(self, assigned) -> None:
+        async with self.lock:
+            new = {tp.partition for tp in assigned if tp.topic in SOURCE_TOPICS} - self.processor.owned
+            if new:
+                started = time.perf_counter()
+                read = await self.state.restore(self.client, new)
+                self.processor.owned |= new
+                self.processor.dirty |= {f"{topic}/{p}" for topic in SOURCE_TOPICS for p in new}
+                log.info("took partitions %s: %d changelog records restored in %.1fs", sorted(new), read,
+                         time.perf_counter() - started)
+                metrics.STATE_ROWS.set(len(self.state))
+        await self.processor.resync()  # Redis gets every row of them, whatever it missed
+        self.ready.set()
 
-    @app.timer(RESYNC_INTERVAL_SECONDS)
-    async def keep_read_model_complete() -> None:
-        await processor.resync()
+    # -- the loop ------------------------------------------------------------------------------
+    async def run(self) -> None:
+        await self.producer.start()
+        await self.processor.follower.start()
+        self.consumer.subscribe(list(SOURCE_TOPICS), listener=self)
+        await self.consumer.start()
+        timers = [asyncio.create_task(self.every(RESYNC_INTERVAL_SECONDS, self.processor.resync)),
+                  asyncio.create_task(self.every(self.settings.retention_check_seconds, self.expire))]
+        try:
+            while not self.stopping.is_set():
+                batches = await self.consumer.getmany(timeout_ms=int(self.settings.processor_batch_seconds * 1000),
+                                                      max_records=self.settings.processor_batch_size)
+                async with self.lock:
+                    records = self.owned_records(batches)
+                    if records:
+                        await self.processor.handle(records)
+                        await self.consumer.commit({tp: rs[-1].offset + 1 for tp, rs in batches.items() if rs})
+                    await self.observe_lag()
+        finally:
+            for timer in timers:
+                timer.cancel()
+            await self.consumer.stop()
+            await self.processor.follower.stop()
+            await self.producer.stop()
 
-    @app.timer(settings.retention_check_seconds)
-    async def keep_state_bounded() -> None:
-        await processor.expire()
+    def owned_records(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> list[ConsumerRecord]:
+        """The batch's records, minus those of partitions not restored here yet (fetched while
+        the assignment was being handled): those are fetched again once they are."""
+        records = []
+        for tp, rs in list(batches.items()):
+            if tp.partition in self.processor.owned:
+                records += rs
+            else:
+                del batches[tp]
+                if rs:
+                    self.consumer.seek(tp, rs[0].offset)
+        return records
 
-    return app
+    async def observe_lag(self) -> None:
+        """What is left on every owned partition (not only those that delivered this batch)."""
+        for tp in self.consumer.assignment():
+            highwater = self.consumer.highwater(tp)
+            if highwater is not None:
+                position = await self.consumer.position(tp)
+                metrics.LAG.labels(tp.topic, str(tp.partition)).set(max(0, highwater - position))
+
+    async def expire(self) -> None:
+        async with self.lock:
+            await self.processor.expire()
+
+    async def every(self, seconds: float, job) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await job()
+            except Exception:  # noqa: BLE001 - logged; the next round tries again
+                log.exception("%s failed", getattr(job, "__name__", job))
+
+    def stop(self) -> None:
+        self.stopping.set()

@@ -126,7 +126,7 @@ def start_processor(settings: Settings, **env: str) -> subprocess.Popen:
         proc = subprocess.Popen([sys.executable, "-m", "salespulse.processor"], env={**processor_env(settings), **env},
                                 stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120
-    while b"[^Worker]: Ready" not in log_path.read_bytes()[start:]:
+    while b"processor ready" not in log_path.read_bytes()[start:]:
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
             pytest.fail(f"processor did not start:\n{log_path.read_text()[-4000:]}")
