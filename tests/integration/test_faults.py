@@ -1,0 +1,219 @@
+"""Faults while events flow: the KPIs still match an independent recomputation exactly.
+
+Each test runs on servers of its own (a local Kafka broker and redis-server it may stop), so
+what it replays and reads is its own messy log (messy.py) and nothing else:
+
+- the processor is killed with SIGKILL at random points and restarted: nothing lost, nothing
+  counted twice;
+- the broker is stopped and restarted: the processor, API and senders carry on;
+- Redis goes away for a while: the API answers from what it last read, marked stale, and the
+  processor copies what Redis missed once it is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import signal
+import subprocess
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from salespulse.contracts.topics import ensure_topics
+from salespulse.devstack import LocalKafka, LocalRedis, free_port
+from salespulse.settings import Settings
+from tests.integration.conftest import (
+    caught_up,
+    cloudevent,
+    eventually,
+    in_process_api,
+    send,
+    start_processor,
+    unavailable,
+    unique,
+)
+from tests.integration.messy import compare, generate, put_directory, put_targets, reference
+
+
+class OwnServers:
+    def __init__(self, home: Path) -> None:
+        self.kafka = LocalKafka(home / "kafka", port=free_port(), controller_port=free_port(), heap="512m")
+        self.redis = LocalRedis(home / "redis", port=free_port())
+        self.settings = Settings(
+            kafka_bootstrap_servers=self.kafka.bootstrap_servers, redis_url=self.redis.url, data_dir=home / "data",
+            processor_app_id=unique("salespulse-faults"), processor_metrics_port=free_port(),
+            processor_instance_id="faults-worker-1")
+
+
+@pytest.fixture
+def own(tmp_path) -> Iterator[OwnServers]:
+    """A Kafka broker and a redis-server for this test alone, with the topics created."""
+    servers = OwnServers(tmp_path)
+    try:
+        servers.kafka.start()
+        servers.redis.start()
+    except Exception as exc:  # noqa: BLE001
+        servers.kafka.stop()
+        unavailable(f"could not start a local Kafka and Redis of the test's own: {exc}")
+    servers.settings.data_dir.mkdir()
+    asyncio.run(ensure_topics(servers.settings))
+    yield servers
+    servers.redis.stop()
+    servers.kafka.stop()
+
+
+class Processor:
+    """The processor as a process that can be killed and started again under the same identity."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.proc: subprocess.Popen | None = None
+        self.starts = 0
+
+    async def start(self) -> None:
+        self.proc = await asyncio.to_thread(start_processor, self.settings,
+                                            PROCESSOR_INSTANCE_ID=self.settings.processor_instance_id)
+        self.starts += 1
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(30)
+
+
+async def send_with_retries(producer: AIOKafkaProducer, log, pause_every: int = 25, pause: float = 0.1) -> int:
+    """Send the log in order as a careful sender does: a send that fails is sent again (events
+    carry ids, so a send that did land is deduplicated). Returns the number of retries."""
+    retries = 0
+    for n, (topic, key, event) in enumerate(log):
+        while True:
+            try:
+                await producer.send_and_wait(topic, orjson.dumps(event), key=key.encode())
+                break
+            except KafkaError:
+                retries += 1
+                await asyncio.sleep(0.5)
+        if n % pause_every == 0:
+            await asyncio.sleep(pause)
+    return retries
+
+
+async def test_a_processor_killed_at_random_points_loses_nothing_and_counts_nothing_twice(own):
+    rng = random.Random(20230117)
+    settings, tag = own.settings, unique("kill")
+    worker = Processor(settings)
+    await worker.start()
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        async with in_process_api(settings) as api:
+            directory = reference(tag)
+            await put_directory(api, directory)
+            targets = await put_targets(api, rng, tag)
+            log = generate(rng, tag)
+            sending = asyncio.create_task(send_with_retries(producer, log))
+            while not sending.done():
+                await asyncio.wait([sending], timeout=rng.uniform(1.0, 5.0))
+                worker.kill()  # mid-batch, mid-write, mid-restore: wherever it happens to be
+                await worker.start()
+            assert worker.starts >= 4, "the log should have flowed through several kills"
+            await eventually(lambda: caught_up(settings.kafka_bootstrap_servers, settings.processor_app_id),
+                             timeout=180, interval=1)
+            compared, differences = await compare(api, log, directory, targets, tag, rng)
+    finally:
+        await producer.stop()
+        worker.stop()
+    assert compared > 10_000
+    assert differences == [], f"{len(differences)} of {compared} values differ, e.g. {differences[:5]}"
+
+
+async def test_a_broker_restart_while_events_flow_loses_nothing(own):
+    rng = random.Random(20230214)
+    settings, tag = own.settings, unique("broker")
+    worker = Processor(settings)
+    await worker.start()
+    # Not idempotent: aiokafka keeps counting sequence numbers past a batch that timed out, which the
+    # restarted broker refuses for good. Events carry ids: a send repeated after a timeout is deduplicated.
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all",
+                                request_timeout_ms=5000, retry_backoff_ms=500)
+    await producer.start()
+    try:
+        async with in_process_api(settings) as api:
+            directory = reference(tag)
+            await put_directory(api, directory)
+            targets = await put_targets(api, rng, tag)
+            log = generate(rng, tag)
+            sending = asyncio.create_task(send_with_retries(producer, log))
+            await asyncio.sleep(6)
+            await asyncio.to_thread(own.kafka.stop)  # a clean broker shutdown, as in a rolling restart
+            await asyncio.sleep(8)
+            await asyncio.to_thread(own.kafka.start)
+            retries = await sending
+            assert retries > 0, "the sender should have met the broker down"
+            await eventually(lambda: caught_up(settings.kafka_bootstrap_servers, settings.processor_app_id),
+                             timeout=180, interval=1)
+            assert worker.proc.poll() is None, "the processor rides out a short broker outage"
+            compared, differences = await compare(api, log, directory, targets, tag, rng)
+    finally:
+        await producer.stop()
+        worker.stop()
+    assert compared > 10_000
+    assert differences == [], f"{len(differences)} of {compared} values differ, e.g. {differences[:5]}"
+
+
+async def test_redis_away_for_a_while_the_api_serves_stale_figures_and_everything_catches_up(own):
+    settings, rep = own.settings, unique("rep")
+    worker = Processor(settings)
+    await worker.start()
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
+    await producer.start()
+    question = {"by": "rep", "period": "day"}
+
+    async def order() -> None:
+        customer = unique("cust")
+        await send(producer, "sales.orders", customer, cloudevent("order.placed", {
+            "order_id": unique("ord"), "customer_id": customer, "rep_id": rep, "currency": "EUR",
+            "placed_at": datetime.now(timezone.utc).isoformat(),
+            "lines": [{"product": "p1", "quantity": 1, "unit_price": "100.00", "unit_cost": "60.00"}]}))
+
+    async def orders_served(count: int, stale: bool) -> None:
+        response = await api.get("/api/v1/kpis/orders", params=question)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["stale"] is stale
+        assert {v["key"]: v["value"] for v in body["values"]}.get(rep) == count
+
+    try:
+        async with in_process_api(settings) as api:
+            for _ in range(3):
+                await order()
+            await eventually(lambda: orders_served(3, stale=False))
+
+            await asyncio.to_thread(own.redis.stop)
+            for _ in range(2):
+                await order()  # counted by the processor, which cannot copy it to Redis yet
+            await orders_served(3, stale=True)  # the last figures, marked
+            never_asked = await api.get("/api/v1/kpis/revenue", params=question)
+            assert never_asked.status_code == 503 and never_asked.headers["retry-after"] == "5"
+            assert never_asked.json()["error"]["code"] == "read_model_unavailable"
+            assert (await api.get("/readyz")).status_code == 503
+            await asyncio.sleep(5)
+            assert worker.proc.poll() is None, "the processor waits for Redis instead of crashing"
+
+            await asyncio.to_thread(own.redis.start)  # back empty: no persistence
+            await eventually(lambda: orders_served(5, stale=False), timeout=60)
+            await order()
+            await eventually(lambda: orders_served(6, stale=False))
+    finally:
+        await producer.stop()
+        worker.stop()
