@@ -57,6 +57,8 @@ class KpiReading(BaseModel):
     unit: str
     as_of: datetime | None = Field(description="When the newest measure behind these values was written.")
     values: list[KpiValueOut]
+    stale: bool = Field(False, description="True when Redis did not answer: the values are the last ones this "
+                        "API instance served for the same question (their `as_of` tells how old).")
 
 
 class LeaderboardEntry(KpiValueOut):
@@ -71,6 +73,8 @@ class Leaderboard(BaseModel):
     unit: str
     as_of: datetime | None
     entries: list[LeaderboardEntry]
+    stale: bool = Field(False, description="True when Redis did not answer: the values are the last ones this "
+                        "API instance served for the same question (their `as_of` tells how old).")
 
 
 class TargetIn(BaseModel):

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Hashable, Iterable
 from datetime import date, datetime, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
+
+from redis.exceptions import RedisError
 
 from salespulse.api.errors import ApiError
 from salespulse.domain.kpis import CATALOG, Kpi, KpiValue
@@ -37,10 +40,35 @@ def _value_out(key: str, v: KpiValue, as_of: float | None) -> dict[str, Any]:
             "as_of": None if not as_of else datetime.fromtimestamp(as_of, timezone.utc)}
 
 
+class LastGood:
+    """The last answer to each question, served marked `stale` while Redis does not answer:
+    a wallboard keeps its figures through a Redis restart instead of going blank."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self.answers: OrderedDict[Hashable, dict[str, Any]] = OrderedDict()
+
+    async def serve(self, question: Hashable, read: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+        try:
+            answer = await read()
+        except (RedisError, OSError):
+            kept = self.answers.get(question)
+            if kept is None:
+                raise ApiError(503, "read_model_unavailable", "Redis does not answer and this reading was not "
+                               "served before; retry shortly", headers={"Retry-After": "5"}) from None
+            return {**kept, "stale": True}
+        self.answers[question] = answer
+        self.answers.move_to_end(question)
+        if len(self.answers) > self.size:
+            self.answers.popitem(last=False)
+        return {**answer, "stale": False}
+
+
 class Readings:
     def __init__(self, readmodel: ReadModel, tz: ZoneInfo) -> None:
         self.readmodel = readmodel
         self.tz = tz
+        self.last_good = LastGood()
 
     def today(self) -> date:
         return datetime.now(self.tz).date()

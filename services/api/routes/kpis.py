@@ -24,7 +24,8 @@ async def read_kpis(settings: SettingsDep) -> list[dict]:
 
 @router.get("/kpis/{kpi}", response_model=KpiReading)
 async def read_kpi(kpi: str, readings: ReadingsDep, by: By = "all", period: Period = "day", at: At = None) -> dict:
-    return await readings.reading(kpi, by, period, at)
+    return await readings.last_good.serve(("kpi", kpi, by, period, at or readings.today()),
+                                          lambda: readings.reading(kpi, by, period, at))
 
 
 @router.get("/leaderboards/{kpi}", response_model=Leaderboard)
@@ -32,4 +33,5 @@ async def read_leaderboard(
     kpi: str, readings: ReadingsDep, by: By = "rep", period: Period = "day", at: At = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 10,
 ) -> dict:
-    return await readings.leaderboard(kpi, by, period, at, limit)
+    return await readings.last_good.serve(("leaderboard", kpi, by, period, at or readings.today(), limit),
+                                          lambda: readings.leaderboard(kpi, by, period, at, limit))
