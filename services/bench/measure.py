@@ -116,7 +116,8 @@ class Worker:
         self.stack, self.group, self.name = stack, group, name
         self.port = free_port()
         self.log_path = stack.home / "logs" / f"{name}.log"
-        self.env = {**stack.env, "PROCESSOR_APP_ID": group, "PROCESSOR_METRICS_PORT": str(self.port),
+        self.env = {**stack.env, "PROCESSOR_APP_ID": group, "PROCESSOR_INSTANCE_ID": name,
+                    "PROCESSOR_METRICS_PORT": str(self.port),
                     "REDIS_URL": f"{stack.redis.url[:-2]}/{redis_db}", "DATA_DIR": str(stack.home / name)}
         self.proc: subprocess.Popen | None = None
         self.peak_mib: float | None = None

@@ -100,6 +100,8 @@ def run(args: argparse.Namespace) -> None:
     try:
         stack.servers()
         if args.command == "run":
+            # One worker under a fixed identity: restarted, it takes its partitions back at once.
+            stack.env.setdefault("PROCESSOR_INSTANCE_ID", "local-processor-1")
             stack.spawn("processor", "salespulse.processor")
             stack.spawn("api", "salespulse.api")
             base = f"http://{settings.api_host}:{settings.api_port}"
