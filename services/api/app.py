@@ -15,10 +15,11 @@ from contextlib import asynccontextmanager, suppress
 from zoneinfo import ZoneInfo
 
 from fastapi import Depends, FastAPI, Request
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from salespulse.api.auth import Keyring, RateLimiter, authorize
+from salespulse.api.auth import Keyring, RateLimiter, authorize, needed_scope
 from salespulse.api.documents import PROFILES, RULES
 from salespulse.api.errors import install_error_handlers
 from salespulse.api.kafka import new_producer, replay_directory, replay_targets
@@ -144,6 +145,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             time.perf_counter() - started)
         return response
 
+    def openapi() -> dict:
+        """FastAPI's document, saying which operations are open (probes, webhooks with their own
+        signatures): the global key dependency would otherwise mark every one as needing a key."""
+        if app.openapi_schema is None:
+            document = get_openapi(title=app.title, version=app.version, description=app.description,
+                                   routes=app.routes)
+            for path, operations in document.get("paths", {}).items():
+                for method, operation in operations.items():
+                    if needed_scope(method.upper(), path) is None:
+                        operation["security"] = []
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi
     return app
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, Field, StringConstraints, field_validator
 
 Period = Literal["day", "week", "month", "quarter", "year"]
 Level = Literal["anticipation", "balance", "alert"]
@@ -114,6 +114,13 @@ class RepIn(BaseModel):
                           "to one rep (409 otherwise).",
         examples=[{"hubspot": ["52204917"], "twilio": ["client:alice"], "aircall": ["123456"]}])
 
+
+    @field_validator("since", mode="before")
+    @classmethod
+    def since_is_a_date_time_string(cls, value):
+        if value is not None and not isinstance(value, str):  # not a number of seconds, as lax parsing takes
+            raise ValueError("since must be an RFC 3339 date-time string")
+        return value
 
 class AssignmentOut(BaseModel):
     team: str
@@ -228,7 +235,7 @@ class ProfileIn(BaseModel):
     """A saved screen: open `/?profile={name}` (URL parameters still win)."""
 
     boards: list[Literal["sales", "telephony", "leaders"]] = Field(["sales"], min_length=1, max_length=10)
-    rotate: int = Field(30, ge=0, le=3600, description="Seconds per board when there are several; 0: no rotation.")
+    rotate: int = Field(30, ge=0, le=3600, strict=True, description="Seconds per board when there are several; 0: no rotation.")
     by: Literal["all", "team", "region", "rep"] = "all"
     key: str = Field("all", max_length=200, description="The team, region or rep shown (with `by`).")
     period: Literal["day", "week", "month", "quarter", "year"] | None = Field(

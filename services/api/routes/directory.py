@@ -20,7 +20,7 @@ from salespulse.domain.directory import CUSTOMERS, PRODUCTS, REPS, Assignment, R
 
 router = APIRouter(prefix="/directory", tags=["directory"], responses=ERRORS)
 
-Key = Annotated[str, Path(min_length=1, max_length=200)]
+Key = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f]+$")]  # as schemas/ ids
 NOUN = {REPS: "rep", PRODUCTS: "product", CUSTOMERS: "customer"}
 
 
@@ -59,7 +59,7 @@ async def read_rep(rep_id: Key, readmodel: ReadModelDep) -> dict:
     return await _one(readmodel, REPS, rep_id)
 
 
-@router.put("/reps/{rep_id}", response_model=RepOut)
+@router.put("/reps/{rep_id}", response_model=RepOut, responses={409: ERRORS[400]})
 async def update_rep(rep_id: Key, body: RepIn, producer: ProducerDep, readmodel: ReadModelDep) -> dict:
     """Create a rep, or move one to a team and region from `since` on (history stays put).
 

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import orjson
 from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Body, Request
+from pydantic import Field
 
 from salespulse.api.dependencies import ProducerDep
 from salespulse.api.errors import ApiError
@@ -28,7 +29,7 @@ EXAMPLE = {
 }
 
 EventsBody = Annotated[
-    dict[str, Any] | list[dict[str, Any]],
+    dict[str, Any] | Annotated[list[dict[str, Any]], Field(min_length=1)],
     Body(description=f"One CloudEvent, or a JSON array of up to {MAX_BATCH}.", examples=[EXAMPLE]),
 ]
 
@@ -53,9 +54,7 @@ async def create_events(body: EventsBody, producer: ProducerDep, request: Reques
     A batch is all or nothing: one invalid event rejects the batch with each event's reason,
     so a sender never has to work out which part went through.
     """
-    docs = body if isinstance(body, list) else [body]
-    if not docs:
-        raise ApiError(422, "empty_batch", "the batch holds no event")
+    docs = body if isinstance(body, list) else [body]  # a batch holds one event at least (schema)
     if len(docs) > MAX_BATCH:
         raise ApiError(413, "batch_too_large", f"{len(docs)} events; at most {MAX_BATCH} per request")
     limit(request, len(docs))

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
+from pydantic import StringConstraints
 
 from salespulse.api.errors import ApiError
 from salespulse.api.models import ERRORS
@@ -26,6 +27,9 @@ def sse(event: str, data: Any) -> bytes:
     return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
+WATCH = r"^[a-z_]+:[a-z_]+:[a-z]+$"
+
+
 def parse_watch(spec: str) -> tuple[str, str, str]:
     parts = spec.split(":")
     if len(parts) != 3:
@@ -41,7 +45,7 @@ def parse_watch(spec: str) -> tuple[str, str, str]:
     "content": {"text/event-stream": {}},
     "description": "`kpi` events (id = the watch spec, reading = as GET /kpis/{kpi} returns it) and "
                    "`alerts` events (the active alerts). The current state is sent at once on connect."}})
-async def stream(request: Request, watch: Annotated[list[str], Query(
+async def stream(request: Request, watch: Annotated[list[Annotated[str, StringConstraints(pattern=WATCH)]], Query(
         description="What to follow, as kpi:by:period (today's bucket), e.g. `revenue:all:month`; repeatable.",
         max_length=50)] = ()) -> StreamingResponse:
     specs = [parse_watch(spec) for spec in watch]
