@@ -1,5 +1,6 @@
 """schemathesis against the OpenAPI document: no request, however odd, gets a server error, and
-every answer matches what the document promises (status codes, content types, bodies).
+every answer matches what the document promises (status codes, content types, bodies), for
+requests that follow the schema and for requests that break it.
 
 The API runs as in production (a key required, with every scope given to the fuzzer), as its own process on servers of this module's own (a Kafka broker and a
 redis-server), so the targets, rules and directory records the fuzzer writes reach no other
@@ -10,12 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-import schemathesis
-from hypothesis import HealthCheck, settings
-from schemathesis.specs.openapi.checks import ignored_auth, positive_data_acceptance
 
 from salespulse.contracts.topics import ensure_topics
 from tests.integration.conftest import start_api, unavailable
@@ -43,18 +44,19 @@ def api_url(tmp_path_factory) -> Iterator[str]:
     servers.kafka.stop()
 
 
-@pytest.fixture(scope="module")
-def api_schema(api_url):
-    return schemathesis.openapi.from_url(f"{api_url}/openapi.json").exclude(path_regex=r"/stream$")
-
-
-schema = schemathesis.pytest.from_fixture("api_schema")
-
-
-@schema.parametrize()
-@settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck))
-def test_every_operation_answers_as_documented_and_never_with_a_server_error(case):
-    # The key is sent with every case, so schemathesis's own "invalid auth" probe cannot apply:
-    # test_access.py covers 401 and 403. Rules across fields (a profile's `by` and `key` go
-    # together) are refused with a 422 the schema cannot express: every other check stays on.
-    case.call_and_validate(headers={"X-API-Key": KEY}, excluded_checks=[ignored_auth, positive_data_acceptance])
+def test_every_operation_answers_as_documented_and_never_with_a_server_error(api_url, tmp_path):
+    # Its command line (its pytest plugin does not run on pytest 9): the document's examples,
+    # fuzzing with valid and invalid data, stateful sequences. Not the coverage phase: with this
+    # hypothesis it stops on an error inside schemathesis (a filter's repr, `_negative_type`).
+    # The key is sent with every request, so the "invalid auth" probe cannot apply (test_access.py
+    # covers 401 and 403); rules across fields (a profile's `by` and `key` go together) are
+    # refused with a 422 the schema cannot express. Every other check is on.
+    run = subprocess.run(
+        [str(Path(sys.executable).with_name("schemathesis")), "run", f"{api_url}/openapi.json",
+         "--checks", "all", "--exclude-checks", "ignored_auth,positive_data_acceptance",
+         "--header", f"X-API-Key: {KEY}", "--max-examples", "10", "--seed", "7", "--workers", "2",
+         "--phases", "examples,fuzzing,stateful",
+         "--exclude-path-regex", "/stream$", "--report-dir", str(tmp_path), "--no-color"],
+        capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
+    assert "operations" in run.stdout.lower()
