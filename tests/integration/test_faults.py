@@ -17,6 +17,7 @@ import random
 import signal
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -51,10 +52,10 @@ class OwnServers:
             processor_instance_id="faults-worker-1")
 
 
-@pytest.fixture
-def own(tmp_path) -> Iterator[OwnServers]:
-    """A Kafka broker and a redis-server for this test alone, with the topics created."""
-    servers = OwnServers(tmp_path)
+@contextmanager
+def own_servers(home: Path) -> Iterator[OwnServers]:
+    """A Kafka broker and a redis-server of the caller's own, with the topics created."""
+    servers = OwnServers(home)
     try:
         servers.kafka.start()
         servers.redis.start()
@@ -63,9 +64,17 @@ def own(tmp_path) -> Iterator[OwnServers]:
         unavailable(f"could not start a local Kafka and Redis of the test's own: {exc}")
     servers.settings.data_dir.mkdir()
     asyncio.run(ensure_topics(servers.settings))
-    yield servers
-    servers.redis.stop()
-    servers.kafka.stop()
+    try:
+        yield servers
+    finally:
+        servers.redis.stop()
+        servers.kafka.stop()
+
+
+@pytest.fixture
+def own(tmp_path) -> Iterator[OwnServers]:
+    with own_servers(tmp_path) as servers:
+        yield servers
 
 
 class Processor:
@@ -108,41 +117,14 @@ async def send_with_retries(producer: AIOKafkaProducer, log, pause_every: int = 
     return retries
 
 
-async def test_a_processor_killed_at_random_points_loses_nothing_and_counts_nothing_twice(own):
-    rng = random.Random(20230117)
-    settings, tag = own.settings, unique("kill")
+async def messy_log_through(own: OwnServers, seed: int, disturb) -> tuple[int, bool]:
+    """Send the messy log while `disturb(worker, sending)` does its worst, wait until the
+    processor has caught up, and compare every KPI with the recomputation. Returns the sends
+    retried and whether the processor that started is still running."""
+    rng, settings, tag = random.Random(seed), own.settings, unique("faults")
     worker = Processor(settings)
     await worker.start()
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
-    await producer.start()
-    try:
-        async with in_process_api(settings) as api:
-            directory = reference(tag)
-            await put_directory(api, directory)
-            targets = await put_targets(api, rng, tag)
-            log = generate(rng, tag)
-            sending = asyncio.create_task(send_with_retries(producer, log))
-            while not sending.done():
-                await asyncio.wait([sending], timeout=rng.uniform(1.0, 5.0))
-                worker.kill()  # mid-batch, mid-write, mid-restore: wherever it happens to be
-                await worker.start()
-            assert worker.starts >= 4, "the log should have flowed through several kills"
-            await eventually(lambda: caught_up(settings.kafka_bootstrap_servers, settings.processor_app_id),
-                             timeout=180, interval=1)
-            compared, differences = await compare(api, log, directory, targets, tag, rng)
-    finally:
-        await producer.stop()
-        worker.stop()
-    assert compared > 10_000
-    assert differences == [], f"{len(differences)} of {compared} values differ, e.g. {differences[:5]}"
-
-
-async def test_a_broker_restart_while_events_flow_loses_nothing(own):
-    rng = random.Random(20230214)
-    settings, tag = own.settings, unique("broker")
-    worker = Processor(settings)
-    await worker.start()
-    # Not idempotent: aiokafka keeps counting sequence numbers past a batch that timed out, which the
+    # Not idempotent: aiokafka keeps counting sequence numbers past a batch that timed out, which a
     # restarted broker refuses for good. Events carry ids: a send repeated after a timeout is deduplicated.
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all",
                                 request_timeout_ms=5000, retry_backoff_ms=500)
@@ -154,21 +136,41 @@ async def test_a_broker_restart_while_events_flow_loses_nothing(own):
             targets = await put_targets(api, rng, tag)
             log = generate(rng, tag)
             sending = asyncio.create_task(send_with_retries(producer, log))
-            await asyncio.sleep(6)
-            await asyncio.to_thread(own.kafka.stop)  # a clean broker shutdown, as in a rolling restart
-            await asyncio.sleep(8)
-            await asyncio.to_thread(own.kafka.start)
+            await disturb(worker, sending, rng)
             retries = await sending
-            assert retries > 0, "the sender should have met the broker down"
             await eventually(lambda: caught_up(settings.kafka_bootstrap_servers, settings.processor_app_id),
                              timeout=180, interval=1)
-            assert worker.proc.poll() is None, "the processor rides out a short broker outage"
+            running = worker.proc.poll() is None
             compared, differences = await compare(api, log, directory, targets, tag, rng)
     finally:
         await producer.stop()
         worker.stop()
     assert compared > 10_000
     assert differences == [], f"{len(differences)} of {compared} values differ, e.g. {differences[:5]}"
+    return retries, running
+
+
+async def test_a_processor_killed_at_random_points_loses_nothing_and_counts_nothing_twice(own):
+    async def kill_while_sending(worker: Processor, sending: asyncio.Task, rng: random.Random) -> None:
+        while not sending.done():
+            await asyncio.wait([sending], timeout=rng.uniform(1.0, 5.0))
+            worker.kill()  # mid-batch, mid-write, mid-restore: wherever it happens to be
+            await worker.start()
+        assert worker.starts >= 4, "the log should have flowed through several kills"
+
+    await messy_log_through(own, 20230117, kill_while_sending)
+
+
+async def test_a_broker_restart_while_events_flow_loses_nothing(own):
+    async def restart_the_broker(worker: Processor, sending: asyncio.Task, rng: random.Random) -> None:
+        await asyncio.sleep(6)
+        await asyncio.to_thread(own.kafka.stop)  # a clean broker shutdown, as in a rolling restart
+        await asyncio.sleep(8)
+        await asyncio.to_thread(own.kafka.start)
+
+    retries, running = await messy_log_through(own, 20230214, restart_the_broker)
+    assert retries > 0, "the sender should have met the broker down"
+    assert running, "the processor rides out a short broker outage"
 
 
 async def test_redis_away_for_a_while_the_api_serves_stale_figures_and_everything_catches_up(own):

@@ -2,14 +2,13 @@
 every answer matches what the document promises (status codes, content types, bodies), for
 requests that follow the schema and for requests that break it.
 
-The API runs as in production (a key required, with every scope given to the fuzzer), as its own process on servers of this module's own (a Kafka broker and a
-redis-server), so the targets, rules and directory records the fuzzer writes reach no other
-test. The SSE stream is left out: it never ends, by design.
+The API runs as in production (a key required; the fuzzer's has every scope), as its own
+process on servers of this module's own (a Kafka broker and a redis-server), so the targets,
+rules and directory records the fuzzer writes reach no other test. The SSE stream is left out: it never ends, by design.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import sys
@@ -18,30 +17,20 @@ from pathlib import Path
 
 import pytest
 
-from salespulse.contracts.topics import ensure_topics
-from tests.integration.conftest import start_api, unavailable
-from tests.integration.test_faults import OwnServers
+from tests.integration.conftest import start_api
+from tests.integration.test_faults import own_servers
 
 KEY = "fuzz-key-0123456789abcdef"  # every scope: the fuzzer reaches every operation
 
+
 @pytest.fixture(scope="module")
 def api_url(tmp_path_factory) -> Iterator[str]:
-    servers = OwnServers(tmp_path_factory.mktemp("openapi"))
-    try:
-        servers.kafka.start()
-        servers.redis.start()
-    except Exception as exc:  # noqa: BLE001
-        servers.kafka.stop()
-        unavailable(f"could not start a local Kafka and Redis of the test's own: {exc}")
-    servers.settings.data_dir.mkdir()
-    asyncio.run(ensure_topics(servers.settings))
-    proc, url = start_api(servers.settings, servers.settings.data_dir / "api.log", SALESPULSE_ENV="production",
-                          API_KEYS=json.dumps({"fuzz": {"key": KEY, "scopes": ["read", "write", "ingest"]}}))
-    yield url
-    proc.terminate()
-    proc.wait(30)
-    servers.redis.stop()
-    servers.kafka.stop()
+    with own_servers(tmp_path_factory.mktemp("openapi")) as servers:
+        proc, url = start_api(servers.settings, servers.settings.data_dir / "api.log", SALESPULSE_ENV="production",
+                              API_KEYS=json.dumps({"fuzz": {"key": KEY, "scopes": ["read", "write", "ingest"]}}))
+        yield url
+        proc.terminate()
+        proc.wait(30)
 
 
 def test_every_operation_answers_as_documented_and_never_with_a_server_error(api_url, tmp_path):
