@@ -308,8 +308,6 @@ class Worker(ConsumerRebalanceListener):
     async def on_partitions_revoked(self, revoked) -> None:
         async with self.lock:  # the batch in hand is finished and committed first
             gone = {tp.partition for tp in revoked if tp.topic in SOURCE_TOPICS}
-            kept = {tp.partition for tp in self.consumer.assignment() if tp.topic in SOURCE_TOPICS} - gone
-            gone -= kept
             if gone:
                 self.processor.owned -= gone
                 dropped = self.state.drop(gone)

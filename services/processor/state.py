@@ -31,9 +31,6 @@ class State:
     def get(self, key: str, default=None):
         return self.data.get(key, default)
 
-    def __contains__(self, key: str) -> bool:
-        return key in self.data
-
     def __len__(self) -> int:
         return len(self.data)
 
