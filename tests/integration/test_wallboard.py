@@ -194,3 +194,24 @@ async def test_a_saved_profile_configures_a_screen(browser, api_server, api):
     await page.goto(f"{api_server['url']}/?profile=nobody")
     assert "profile nobody: 404" in await page.locator("#scope").inner_text()
     await page.close()
+
+
+async def test_a_wallboard_token_in_the_url_opens_a_secured_api_to_the_page(browser, settings, producer, tmp_path):
+    """As deployed: keys required, a read-only wallboard token given to the TV's URL; the page
+    passes it to every call, the event stream included."""
+    token = "tv-lobby-token-0123456789"
+    proc, url = start_api(settings, tmp_path / "api.log", SALESPULSE_ENV="production", WALLBOARD_TOKENS=token,
+                          API_KEYS='{"ops": {"key": "ops-key-0123456789abcdef", "scopes": ["read", "write"]}}')
+    try:
+        rep = unique("rep")
+        page = await browser.new_page(viewport={"width": 1920, "height": 1080})
+        await page.goto(f"{url}/?board=telephony&rep={rep}&lang=en&token={token}")
+        await page.wait_for_selector("body[data-connected='true']")
+        await send(producer, "sales.calls", "k1", call(rep))
+        await wait_for_text(page, "calls_outbound", "1")
+        refused = await page.evaluate("async (u) => (await fetch(u)).status", f"{url}/api/v1/kpis/calls_outbound")
+        assert refused == 401, "without the token the same API refuses the page's calls"
+        await page.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)
