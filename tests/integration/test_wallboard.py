@@ -69,6 +69,16 @@ async def wait_for_text(page, kpi: str, text: str, timeout: float = 15.0) -> flo
     return time.monotonic() - started
 
 
+async def page_showing_a_call(browser, producer, page_url: str, rep: str, width: int = 1920, height: int = 1080):
+    """The telephony board at `page_url`, connected and showing the first call sent for `rep`."""
+    page = await browser.new_page(viewport={"width": width, "height": height})
+    await page.goto(page_url)
+    await page.wait_for_selector("body[data-connected='true']")
+    await send(producer, "sales.calls", "k1", call(rep))
+    await wait_for_text(page, "calls_outbound", "1")
+    return page
+
+
 async def test_produced_events_change_the_numbers_on_the_page(browser, api_server, producer):
     rep = unique("rep")
     page = await browser.new_page(viewport={"width": 1920, "height": 1080})
@@ -92,11 +102,8 @@ async def test_produced_events_change_the_numbers_on_the_page(browser, api_serve
 
 async def test_a_page_catches_up_at_once_when_its_api_comes_back(browser, api_server, producer, settings):
     rep = unique("rep")
-    page = await browser.new_page(viewport={"width": 1280, "height": 720})
-    await page.goto(f"{api_server['url']}/?board=telephony&rep={rep}&lang=fr")
-    await page.wait_for_selector("body[data-connected='true']")
-    await send(producer, "sales.calls", "k1", call(rep))
-    await wait_for_text(page, "calls_outbound", "1")
+    page = await page_showing_a_call(browser, producer, f"{api_server['url']}/?board=telephony&rep={rep}&lang=fr",
+                                     rep, 1280, 720)
 
     api_server["proc"].terminate()
     api_server["proc"].wait(10)
@@ -204,11 +211,8 @@ async def test_a_wallboard_token_in_the_url_opens_a_secured_api_to_the_page(brow
                           API_KEYS='{"ops": {"key": "ops-key-0123456789abcdef", "scopes": ["read", "write"]}}')
     try:
         rep = unique("rep")
-        page = await browser.new_page(viewport={"width": 1920, "height": 1080})
-        await page.goto(f"{url}/?board=telephony&rep={rep}&lang=en&token={token}")
-        await page.wait_for_selector("body[data-connected='true']")
-        await send(producer, "sales.calls", "k1", call(rep))
-        await wait_for_text(page, "calls_outbound", "1")
+        page = await page_showing_a_call(browser, producer, f"{url}/?board=telephony&rep={rep}&lang=en&token={token}",
+                                         rep)
         refused = await page.evaluate("async (u) => (await fetch(u)).status", f"{url}/api/v1/kpis/calls_outbound")
         assert refused == 401, "without the token the same API refuses the page's calls"
         await page.close()
