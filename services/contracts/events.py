@@ -70,11 +70,24 @@ def _check(schema: str, doc: Any, where: str) -> None:
         raise InvalidEvent(f"{where}: {exc}") from None
 
 
+# Date-times outside these years are refused: no sale happens there, and the periods, windows
+# and activity spells computed from one (a year 9999 order plus a year of activity) would
+# overflow Python's dates in the middle of a batch.
+YEARS = (1900, 2999)
+
+
+def _moment(name: str, value: str) -> datetime:
+    moment = datetime.fromisoformat(value.replace("z", "Z"))
+    if not YEARS[0] <= moment.year <= YEARS[1]:
+        raise ValueError(f"{name} {value} is outside the years {YEARS[0]}-{YEARS[1]}")
+    return moment
+
+
 def _convert(name: str, value: Any) -> Any:
     if value is None:
         return None
     if name.endswith("_at"):
-        return datetime.fromisoformat(value.replace("z", "Z"))
+        return _moment(name, value)
     if name in _MONEY_FIELDS:
         return to_decimal(value)
     return value
@@ -113,10 +126,11 @@ def parse_event(doc: Any) -> Envelope:
     except (ValueError, ArithmeticError) as exc:  # e.g. a date-time the pattern let through
         raise InvalidEvent(f"event.data: {exc}") from None
     when = doc.get("time")
-    return Envelope(
-        id=doc["id"], source=doc["source"], type=event_type,
-        time=datetime.fromisoformat(when.replace("z", "Z")) if when else None, data=payload,
-    )
+    try:
+        time = _moment("time", when) if when else None
+    except ValueError as exc:
+        raise InvalidEvent(f"event: {exc}") from None
+    return Envelope(id=doc["id"], source=doc["source"], type=event_type, time=time, data=payload)
 
 
 def decode_event(raw: bytes | None) -> Envelope:
