@@ -20,7 +20,7 @@ by customer_id, with the same partition count and Kafka's default partitioner.
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
@@ -96,6 +96,20 @@ def parse_measure_key(store_key: str) -> tuple[int, str, RowKey] | None:
     return int(partition), topic, RowKey(period, start, dim, key)
 
 
+def watermarks(store: Mapping[str, dict[str, Any]], sources: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
+    """For each source (topic, partition): the highest offset any of its stored measure rows
+    has applied (-1 if none), the watermark Aggregator.apply takes."""
+    marks = {source: -1 for source in sources}
+    partitions = {str(partition) for _, partition in marks}
+    for key, row in store.items():
+        head, kind, rest = key.split("|", 2)
+        if kind == "m" and head in partitions:
+            source = (rest.split("|", 1)[0], int(head))
+            if source in marks and row["o"] > marks[source]:
+                marks[source] = row["o"]
+    return marks
+
+
 @dataclass
 class BatchResult:
     """Rows to write (measures first, then entities) and what happened to each event."""
@@ -104,6 +118,7 @@ class BatchResult:
     entities: dict[str, dict[str, Any]] = field(default_factory=dict)
     outcomes: Counter = field(default_factory=Counter)  # (topic, applied|duplicate|stale|replayed)
     rejected: list[tuple[SourceEvent, str]] = field(default_factory=list)
+    watermarks: dict[tuple[str, int], int] = field(default_factory=dict)  # see Aggregator.apply
 
     def count(self, outcome: str) -> int:
         return sum(n for (_, o), n in self.outcomes.items() if o == outcome)
@@ -122,6 +137,25 @@ _ENTITY_OF: dict[type, tuple[str, str]] = {
 
 
 _SNAPSHOT_BUCKETS = ((SNAPSHOT, ""),)
+
+# Measure changes not yet spread over cells: (buckets, dims) -> measure -> change, where
+# buckets are (period, start) pairs and dims (dim, key) pairs: the group's cells are their product.
+Groups = dict[tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]], dict[str, int]]
+
+
+def expand(groups: Groups, into: dict[tuple[str, str, str, str], dict[str, int]]) -> None:
+    """Add each group's measure changes to every one of its cells."""
+    for (buckets, dims), sums in groups.items():
+        measures = [(name, value) for name, value in sums.items() if value]
+        if not measures:
+            continue
+        for dim, key in dims:
+            for period, start in buckets:
+                cell = into.get((period, start, dim, key))
+                if cell is None:
+                    cell = into[(period, start, dim, key)] = {}
+                for name, value in measures:
+                    cell[name] = cell.get(name, 0) + value
 
 
 def _entity_of(envelope: Envelope) -> tuple[str, str]:
@@ -146,12 +180,20 @@ class Aggregator:
 
     def rows(self, old: Iterable[entities.Contribution], new: Iterable[entities.Contribution],
              into: dict[tuple[str, str, str, str], dict[str, int]]) -> None:
-        """Add what `new` contributes and take away what `old` did, cell by cell.
+        """Add what `new` contributes and take away what `old` did, cell by cell. Cells are
+        keyed by plain (period, start, dim, key) tuples, equal to RowKeys."""
+        groups: Groups = {}
+        self.groups(old, new, groups)
+        expand(groups, into)
+
+    def groups(self, old: Iterable[entities.Contribution], new: Iterable[entities.Contribution],
+               into: Groups) -> None:
+        """Add what `new` contributes and take away what `old` did, per (buckets, dims) group.
 
         The two are netted first, per (instant, dims, periods): an update usually changes a
-        measure or two of the same contributions, so most of them cancel before they are
-        spread over every dimension x period cell. Cells are keyed by plain (period, start,
-        dim, key) tuples, equal to RowKeys: this loop runs for every cell an event moves.
+        measure or two of the same contributions, so most of them cancel. What is left is kept
+        per group, not yet spread over its dimension x period cells: the events of a batch
+        share groups (a rep's calls of the day), and `expand` spreads each group once.
         """
         net: dict[tuple, dict[str, int]] = {}
         for sign, contributions in ((-1, old), (1, new)):
@@ -160,15 +202,15 @@ class Aggregator:
                 for name, value in c.measures:
                     sums[name] = sums.get(name, 0) + sign * value
         for (at, dims, periods), sums in net.items():
-            measures = [(name, value) for name, value in sums.items() if value]
-            if not measures:
-                continue
             buckets = _SNAPSHOT_BUCKETS if at is None else self._buckets(at, periods)
-            for dim, key in dims:
-                for period, start in buckets:
-                    cell = into[(period, start, dim, key)]
-                    for name, value in measures:
-                        cell[name] = cell.get(name, 0) + value
+            if not buckets:
+                continue
+            group = into.get((buckets, dims))
+            if group is None:
+                group = into[(buckets, dims)] = {}
+            for name, value in sums.items():
+                if value:
+                    group[name] = group.get(name, 0) + value
 
     def _buckets(self, at: datetime, periods: tuple[str, ...] | None) -> tuple[tuple[str, str], ...]:
         """(period, ISO start) of the buckets containing `at` that are still kept; memoised
@@ -182,11 +224,22 @@ class Aggregator:
             self._bucket_cache[(day, periods)] = cached
         return cached
 
-    def customer_rows(self, customer_id: str, old, new, into: dict[RowKey, dict[str, int]]) -> None:
-        self.rows(customers.customer_contributions(customer_id, old, self.tz, self.horizon_days),
+    def customer_groups(self, customer_id: str, old, new, into: Groups) -> None:
+        self.groups(customers.customer_contributions(customer_id, old, self.tz, self.horizon_days),
                   customers.customer_contributions(customer_id, new, self.tz, self.horizon_days), into)
 
-    def apply(self, store: Mapping[str, dict[str, Any]], events: Iterable[SourceEvent]) -> BatchResult:
+    def apply(self, store: Mapping[str, dict[str, Any]], events: Iterable[SourceEvent],
+              watermarks: Mapping[tuple[str, int], int] | None = None) -> BatchResult:
+        """Rows changed by `events` (in offset order per source partition), read from `store`.
+
+        `watermarks` (optional) maps a source (topic, partition) to an offset no stored measure
+        row of that source has applied beyond: watermarks(store) of a restored store, then
+        updated with each result's `watermarks`. An event above its source's watermark is new
+        to every row, so its cells are summed over the whole batch and each row is written
+        once, instead of checked and updated event by event (most of the time of a batch).
+        Without it, or for events at or below it (a replay after a crash), rows are checked
+        event by event.
+        """
         now = self.clock()
         self._today = now.astimezone(self.tz).date() if self.retention.bucket_days else None
         self._bucket_cache = {}
@@ -209,8 +262,11 @@ class Aggregator:
                 row = {"o": stored["o"], "m": dict(stored["m"])} if stored else {"o": -1, "m": {}}
             return row
 
-        def book(event: SourceEvent, deltas: dict[RowKey, dict[str, int]]) -> None:
-            for row_key, delta in deltas.items():
+        def book(event: SourceEvent, deltas: Groups) -> None:
+            """Apply one event's changes to the rows it has not been applied to yet."""
+            cells: dict[tuple[str, str, str, str], dict[str, int]] = {}
+            expand(deltas, cells)
+            for row_key, delta in cells.items():
                 changes = {name: v for name, v in delta.items() if v}
                 if not changes:
                     continue
@@ -228,14 +284,31 @@ class Aggregator:
                 row["o"] = event.offset
                 result.measures[mkey] = row
 
+        # Changes of the events new to every row, summed per source partition.
+        summing: dict[tuple[str, int], Groups] = {}
+        marks = watermarks or {}
+
+        def summed(event: SourceEvent, deltas: Groups) -> None:
+            """Nothing to do: the changes are in `summing` already, written once below."""
+
         for event in events:
             env = event.envelope
             kind, entity_id = _entity_of(env)
+            source = (event.topic, event.partition)
+            mark = marks.get(source)
+            if mark is not None and event.offset > mark:
+                deltas = summing.get(source)
+                if deltas is None:
+                    deltas = summing[source] = {}
+                booked = summed
+                result.watermarks[source] = event.offset
+            else:
+                deltas = {}
+                booked = book
             too_late = self.retention.too_late(env.data, now)
             if too_late:
                 result.rejected.append((event, too_late))
                 continue
-            deltas: dict[RowKey, dict[str, int]] = defaultdict(dict)
             if kind == "customer":  # customer.churned
                 ckey = customer_key(event.partition, entity_id)
                 offsets, old = load(ckey)
@@ -246,8 +319,8 @@ class Aggregator:
                 result.outcomes[event.topic, entities.APPLIED if fresh else entities.DUPLICATE] += 1
                 if fresh:
                     new = states.enrich_customer(entity_id, new, self.directory)
-                    self.customer_rows(entity_id, old, new, deltas)
-                    book(event, deltas)
+                    self.customer_groups(entity_id, old, new, deltas)
+                    booked(event, deltas)
                     changed[ckey] = ({**(offsets or {}), event.topic: event.offset}, new)
                 continue
 
@@ -268,7 +341,7 @@ class Aggregator:
                     continue
                 new = states.enrich(new, self.directory)
                 contributions = states.KINDS[kind].contributions
-                self.rows(contributions(old), contributions(new), deltas)
+                self.groups(contributions(old), contributions(new), deltas)
                 changed[ekey] = (event.offset, new)
             if kind == "order" and new.customer_id is not None:
                 # The customer's row may lag its order's after a crash between the two writes.
@@ -277,9 +350,29 @@ class Aggregator:
                 if event.offset > (offsets or {}).get(event.topic, -1):
                     updated = states.enrich_customer(new.customer_id, customers.with_order(customer, entity_id, new),
                                                      self.directory)
-                    self.customer_rows(new.customer_id, customer, updated, deltas)
+                    self.customer_groups(new.customer_id, customer, updated, deltas)
                     changed[ckey] = ({**(offsets or {}), event.topic: event.offset}, updated)
-            book(event, deltas)
+            booked(event, deltas)
+
+        for (topic, partition), groups in summing.items():
+            high = result.watermarks[(topic, partition)]
+            cells: dict[tuple[str, str, str, str], dict[str, int]] = {}
+            expand(groups, cells)
+            for cell, sums in cells.items():
+                changes = {name: v for name, v in sums.items() if v}
+                if not changes:
+                    continue
+                mkey = measure_key(partition, topic, cell)
+                row = measure_row(mkey)
+                measures = row["m"]
+                for name, v in changes.items():
+                    total = measures.get(name, 0) + v
+                    if total:
+                        measures[name] = total
+                    else:
+                        measures.pop(name, None)
+                row["o"] = high  # every event of the source up to `high` is in this row
+                result.measures[mkey] = row
 
         for key, (offsets, state) in changed.items():
             result.entities[key] = {"o": offsets, "s": states.state_to_json(state)}
