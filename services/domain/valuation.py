@@ -14,11 +14,13 @@ from salespulse.domain.windows import bounds, cover
 
 
 def value_row(kpi: Kpi, row: RowKey, measures: Mapping[str, int], book: TargetBook, now: datetime,
-              tz: ZoneInfo, total: Mapping[str, int] | None = None) -> KpiValue:
+              tz: ZoneInfo, total: Mapping[str, int] | None = None, elapsed: float | None = None) -> KpiValue:
     """`measures` holds the row's merged measures and, for window KPIs, the window sums
-    (window_rows); `total` the `all` row of the bucket, for share KPIs."""
+    (window_rows); `total` the `all` row of the bucket, for share KPIs; `elapsed` the share of
+    the row's period elapsed at `now`, when the caller has it (the same for many rows)."""
     start = date.fromisoformat(row.start) if row.period != SNAPSHOT else None
-    elapsed = progress(row.period, start, now, tz) if start is not None else 1.0
+    if elapsed is None:
+        elapsed = progress(row.period, start, now, tz) if start is not None else 1.0
     target = book.find(kpi.id, row.dim, row.key, row.period, start)
     basis_of = kpi.attainment_of or kpi.gap_of
     basis = book.find(basis_of, row.dim, row.key, row.period, start) if basis_of else None
