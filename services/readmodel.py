@@ -64,9 +64,22 @@ def _merge(parts: Mapping[bytes, bytes]) -> MergedRow:
     return merged
 
 
+# HSET of many row hashes in one command: KEYS are the hashes, ARGV field, value pairs. A
+# batch writes thousands of rows; one command per row cost the processor a fifth of its time
+# in the client (packing and reading back each reply), not in Redis.
+_HSET_ROWS = """
+for i, key in ipairs(KEYS) do
+  redis.call('HSET', key, ARGV[2 * i - 1], ARGV[2 * i])
+end
+return #KEYS
+"""
+ROWS_PER_SCRIPT = 1000  # keeps each script call short: Redis serves nothing else while it runs
+
+
 class ReadModel:
     def __init__(self, client: aioredis.Redis) -> None:
         self.redis = client
+        self._hset_rows = client.register_script(_HSET_ROWS)
 
     @classmethod
     def from_url(cls, url: str) -> "ReadModel":
@@ -83,12 +96,23 @@ class ReadModel:
     async def write_rows(self, rows: Iterable[tuple[str, int, RowKey, Mapping[str, int]]]) -> None:
         """Store whole partial rows: (source topic, partition, row, measures)."""
         now = time.time()
-        pipe = self.redis.pipeline(transaction=False)
+        hashes: list[str] = []
+        fields: list[Any] = []
+        members: dict[str, set[str]] = {}  # one SADD per key set
         for topic, partition, row, measures in rows:
-            pipe.hset(row_hash(row), f"{topic}/{partition}", orjson.dumps({"m": measures, "t": now}))
-            pipe.sadd(keys_set(row.period, row.start, row.dim), row.key)
+            hashes.append(row_hash(row))
+            fields += (f"{topic}/{partition}", orjson.dumps({"m": measures, "t": now}))
+            members.setdefault(keys_set(row.period, row.start, row.dim), set()).add(row.key)
             if row.period == "year" and row.dim == "all":
-                pipe.sadd(YEARS, row.start)
+                members.setdefault(YEARS, set()).add(row.start)
+        if not hashes:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        n = ROWS_PER_SCRIPT
+        for i in range(0, len(hashes), n):
+            await self._hset_rows(keys=hashes[i:i + n], args=fields[2 * i:2 * (i + n)], client=pipe)
+        for name, keys in members.items():
+            pipe.sadd(name, *keys)
         await pipe.execute()
 
     async def delete_rows(self, rows: Iterable[tuple[str, int, RowKey]]) -> None:

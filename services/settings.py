@@ -87,7 +87,7 @@ class Settings(BaseSettings):
     processor_app_id: str = "salespulse-processor"
     processor_metrics_host: str = "127.0.0.1"
     processor_metrics_port: int = 9102
-    processor_batch_size: int = Field(default=1000, ge=1)
+    processor_batch_size: int = Field(default=10000, ge=1)
     processor_batch_seconds: float = Field(default=0.05, gt=0)
     # Static membership: a worker restarted under the same id takes its partitions back at once,
     # without a rebalance; unset, a crashed worker's partitions wait for its session to time out.

@@ -76,7 +76,7 @@ def domain_ceiling(args: argparse.Namespace) -> dict:
     settings = Settings()
     tz = ZoneInfo(settings.business_timezone)
     messages = history(min(args.events, 100_000), datetime.now(timezone.utc), args.days, tz)
-    return measure.aggregator_only(messages, tz, settings.topic_partitions)
+    return measure.aggregator_only(messages, tz, settings.topic_partitions, settings.processor_batch_size)
 
 
 async def run(args: argparse.Namespace, kafka: LocalKafka, redis: LocalRedis) -> dict:

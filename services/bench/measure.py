@@ -86,7 +86,7 @@ def aggregator_only(messages: Iterable[Message], tz: ZoneInfo, partitions: int, 
     from aiokafka.partitioner import murmur2
 
     from salespulse.contracts.events import decode_event
-    from salespulse.domain.aggregation import Aggregator, SourceEvent
+    from salespulse.domain.aggregation import Aggregator, SourceEvent, watermarks
     from salespulse.domain.directory import Directory
     from salespulse.domain.money import CurrencyConverter
     from salespulse.domain.retention import Retention
@@ -99,9 +99,12 @@ def aggregator_only(messages: Iterable[Message], tz: ZoneInfo, partitions: int, 
         events.append((topic, partition, offset, value))
     aggregator = Aggregator(tz, CurrencyConverter("EUR"), Directory(), 365, Retention({}, 0))
     store: dict = {}
+    marks = watermarks(store, {(t, p) for t, p, _, _ in events})
     started = time.perf_counter()
     for i in range(0, len(events), batch):
-        result = aggregator.apply(store, [SourceEvent(t, p, o, decode_event(v)) for t, p, o, v in events[i:i + batch]])
+        result = aggregator.apply(store, [SourceEvent(t, p, o, decode_event(v)) for t, p, o, v in events[i:i + batch]],
+                                  marks)
+        marks.update(result.watermarks)
         store.update(result.measures)
         store.update(result.entities)
     seconds = time.perf_counter() - started
@@ -260,7 +263,7 @@ class Stack:
                 return first, now
             if now > deadline:
                 raise RuntimeError(f"only {done:.0f} of {events} events counted after {timeout:.0f}s")
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.25)  # each scrape costs the worker time (GIL): not much more often
 
     async def replay(self, events: int, workers: int) -> dict:
         """Fresh consumer group: the workers rebuild every KPI row from the retained topics."""
