@@ -123,11 +123,41 @@ class LocalKafka:
     port: int = 9092
     controller_port: int = 9093
     heap: str = "1g"
+    # With users (name -> password): clients must authenticate with SASL PLAIN over the
+    # client listener (SASL_PLAINTEXT), as on a secured cluster; the broker talks to itself
+    # as the user `broker`.
+    sasl_users: dict[str, str] | None = None
     proc: subprocess.Popen | None = field(default=None, repr=False)
+    _broker_password: str = field(default_factory=lambda: uuid.uuid4().hex, repr=False)
 
     @property
     def bootstrap_servers(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    def client_options(self) -> dict:
+        """aiokafka options of a client allowed in (the broker's own user when SASL is on)."""
+        options: dict = {"bootstrap_servers": self.bootstrap_servers}
+        if self.sasl_users is not None:
+            options.update(security_protocol="SASL_PLAINTEXT", sasl_mechanism="PLAIN",
+                           sasl_plain_username="broker", sasl_plain_password=self._broker_password)
+        return options
+
+    def _listener_config(self) -> list[str]:
+        if self.sasl_users is None:
+            return [f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"]
+        users = {"broker": self._broker_password, **self.sasl_users}
+        jaas = ("org.apache.kafka.common.security.plain.PlainLoginModule required "
+                f'username="broker" password="{self._broker_password}" '
+                + " ".join(f'user_{name}="{password}"' for name, password in users.items()) + ";")
+        return [f"listeners=SASL_PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+                f"advertised.listeners=SASL_PLAINTEXT://127.0.0.1:{self.port}",
+                "listener.security.protocol.map=SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT",
+                "inter.broker.listener.name=SASL_PLAINTEXT",
+                "sasl.enabled.mechanisms=PLAIN",
+                "sasl.mechanism.inter.broker.protocol=PLAIN",
+                f"listener.name.sasl_plaintext.plain.sasl.jaas.config={jaas}"]
 
     @property
     def log_path(self) -> Path:
@@ -140,10 +170,8 @@ class LocalKafka:
             "process.roles=broker,controller",
             "node.id=1",
             f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}",
-            f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+            *self._listener_config(),
             "controller.listener.names=CONTROLLER",
-            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
             f"log.dirs={self.home / 'data'}",
             "num.partitions=6",
             "offsets.topic.replication.factor=1",
@@ -192,20 +220,21 @@ class LocalKafka:
         """True once the broker answers a metadata request (not merely a TCP connect)."""
         if not port_open("127.0.0.1", self.port):
             return False
-        return kafka_answers(self.bootstrap_servers)
+        return kafka_answers(self.bootstrap_servers, options=self.client_options())
 
     def stop(self) -> None:
         _stop(self.proc, timeout=30.0)
         self.proc = None
 
 
-def kafka_answers(bootstrap_servers: str, timeout: float = 5.0) -> bool:
+def kafka_answers(bootstrap_servers: str, timeout: float = 5.0, options: dict | None = None) -> bool:
     import asyncio
 
     from aiokafka.admin import AIOKafkaAdminClient
 
     async def probe() -> bool:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=int(timeout * 1000))
+        admin = AIOKafkaAdminClient(**{"bootstrap_servers": bootstrap_servers, **(options or {})},
+                                    request_timeout_ms=int(timeout * 1000))
         try:
             await asyncio.wait_for(admin.start(), timeout)
             await asyncio.wait_for(admin.describe_cluster(), timeout)
