@@ -93,6 +93,10 @@ class Settings(BaseSettings):
     # without a rebalance; unset, a crashed worker's partitions wait for its session to time out.
     processor_instance_id: str | None = None
     processor_session_timeout: float = Field(default=20.0, ge=6, le=300)
+    # kpi.updates: each changed row's values at most once per KPI_UPDATES_SECONDS (the latest),
+    # for the dimensions screens watch; the rest (one row per customer) are read, not pushed.
+    kpi_updates_seconds: float = Field(default=0.2, gt=0, le=60)
+    kpi_updates_skip_dimensions: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["customer"])
 
     # Alerting (salespulse.alerting): rules are evaluated every ALERT_EVAL_SECONDS; alert changes
     # go to kpi.alerts and to each receiver that has a URL (none: the receiver is off).
@@ -192,7 +196,8 @@ class Settings(BaseSettings):
             raise ValueError("retention days must be 0 (keep) or more")
         return value
 
-    @field_validator("metrics_kpis", "metrics_dimensions", "metrics_periods", "wallboard_tokens", mode="before")
+    @field_validator("metrics_kpis", "metrics_dimensions", "metrics_periods", "wallboard_tokens",
+                     "kpi_updates_skip_dimensions", mode="before")
     @classmethod
     def _comma_list(cls, raw: object) -> object:
         if isinstance(raw, str):
@@ -205,6 +210,15 @@ class Settings(BaseSettings):
         unknown = [k for k in value if k not in CATALOG]
         if unknown:
             raise ValueError(f"unknown KPIs {unknown}; GET /api/v1/kpis lists them")
+        return value
+
+    @field_validator("kpi_updates_skip_dimensions")
+    @classmethod
+    def _known_dimensions(cls, value: list[str]) -> list[str]:
+        known = {dim for kpi in CATALOG.values() for dim in kpi.dimensions}
+        unknown = [d for d in value if d not in known]
+        if unknown:
+            raise ValueError(f"unknown dimensions {unknown}; dimensions are {', '.join(sorted(known))}")
         return value
 
     @field_validator("metrics_periods")

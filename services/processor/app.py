@@ -20,7 +20,7 @@ import logging
 import time
 import zlib
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -108,6 +108,7 @@ class Processor:
         self.dirty: set[str] = set()  # source partitions whose Redis rows may be stale
         self.directory_dirty = False  # Redis's copy of the directory may be stale
         self.publish_lock = asyncio.Lock()
+        self.unpushed: dict[RowKey, set[str]] = {}  # current rows changed since the last kpi.updates push
         self._book: TargetBook | None = None
         self._book_read_at = 0.0
 
@@ -195,44 +196,64 @@ class Processor:
         return self._book
 
     async def publish(self, measure_rows: dict[str, dict]) -> None:
-        """Copy changed partial rows to Redis, then emit the merged KPI values they change in
-        the current buckets (today, this week, month, quarter, year, and `now`): what screens
-        and alert rules watch. A closed bucket changed by a late event or a replay is in Redis
-        for every reading, not pushed: on a replay that was dozens of messages per event."""
+        """Copy changed partial rows to Redis (every reading sees them from then on), and note
+        the rows of the current buckets (today, this week, month, quarter, year, and `now`) for
+        the next kpi.updates flush. A closed bucket changed by a late event or a replay is in
+        Redis for every reading, not pushed: on a replay that was dozens of messages per event."""
         if not measure_rows:
             return
-        now = datetime.now(timezone.utc)
-        starts = bucket_starts(now, self.tz)
-        current = {kind: start.isoformat() for kind, start in starts.items()}
-        elapsed = {kind: progress(kind, start, now, self.tz) for kind, start in starts.items()}
-        elapsed[SNAPSHOT] = 1.0
+        current = {kind: start.isoformat() for kind, start in bucket_starts(datetime.now(timezone.utc), self.tz).items()}
+        skip = self.settings.kpi_updates_skip_dimensions
         rows, touched = [], {}
         for key, row in measure_rows.items():
             partition, topic, row_key = parse_measure_key(key)
             rows.append((topic, partition, row_key, row["m"]))
-            if row_key.period == SNAPSHOT or current.get(row_key.period) == row_key.start:
+            if (row_key.period == SNAPSHOT or current.get(row_key.period) == row_key.start) and row_key.dim not in skip:
                 touched.setdefault(row_key, set()).add(topic)
         async with self.publish_lock:
             try:
                 await self.readmodel.write_rows(rows)
-                merged = await self.readmodel.read_rows(touched)
-                book = await self.target_book()
             except (RedisError, OSError) as exc:
                 self.dirty.update(f"{topic}/{partition}" for topic, partition, _, _ in rows)
                 metrics.READ_MODEL_FAILURES.inc()
                 log.warning("Redis unavailable (%s); %d rows will be copied when it is back", exc, len(rows))
                 return
-        # Sent without waiting for each; the batch's offsets are committed once all are acknowledged.
+        for row_key, topics in touched.items():
+            self.unpushed.setdefault(row_key, set()).update(topics)
+
+    async def push_updates(self) -> None:
+        """Send the merged KPI values of the rows changed since the last push to kpi.updates:
+        one record per live KPI of each row, the row read once from Redis however many batches
+        changed it. Screens and alert rules watch these; a crash may lose the last push (the
+        figures themselves are in Redis and the changelog, and the next push wakes every screen)."""
+        if not self.unpushed:
+            return
+        touched, self.unpushed = self.unpushed, {}
+        now = datetime.now(timezone.utc)
+        async with self.publish_lock:
+            try:
+                merged = await self.readmodel.read_rows(touched)
+                book = await self.target_book()
+            except (RedisError, OSError) as exc:
+                for row_key, topics in touched.items():
+                    self.unpushed.setdefault(row_key, set()).update(topics)
+                log.warning("Redis unavailable (%s); %d rows will be pushed when it is back", exc, len(touched))
+                return
         producer, sent = self.producer, []
+        elapsed: dict[tuple[str, str], float] = {(SNAPSHOT, ""): 1.0}  # share of each bucket elapsed now
         for row_key, topics in touched.items():
             measures = merged[row_key]
             as_of = datetime.fromtimestamp(measures.as_of or time.time(), timezone.utc).isoformat()
+            share = elapsed.get((row_key.period, row_key.start))
+            if share is None:
+                share = elapsed[(row_key.period, row_key.start)] = progress(
+                    row_key.period, date.fromisoformat(row_key.start), now, self.tz)
             kpis = {kpi.id: kpi for topic in topics for kpi in KPIS_BY_SOURCE[topic]}
             for kpi in kpis.values():
                 if (not kpi.live or kpi.snapshot != (row_key.period == SNAPSHOT)
                         or row_key.dim not in kpi.dimensions):
                     continue
-                value = value_row(kpi, row_key, measures, book, now, self.tz, elapsed=elapsed[row_key.period])
+                value = value_row(kpi, row_key, measures, book, now, self.tz, elapsed=share)
                 key, doc = kpi_update(kpi, row_key, value, as_of)
                 sent.append(await producer.send(KPI_UPDATES, doc, key=key))
         await asyncio.gather(*sent)
@@ -365,6 +386,7 @@ class Worker(ConsumerRebalanceListener):
         self.consumer.subscribe(list(SOURCE_TOPICS), listener=self)
         await self.consumer.start()
         timers = [asyncio.create_task(self.every(RESYNC_INTERVAL_SECONDS, self.processor.resync)),
+                  asyncio.create_task(self.every(self.settings.kpi_updates_seconds, self.processor.push_updates)),
                   asyncio.create_task(self.every(self.settings.retention_check_seconds, self.expire))]
         try:
             while not self.stopping.is_set():

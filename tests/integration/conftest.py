@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from salespulse.contracts.events import SOURCE_TOPICS
-from salespulse.contracts.topics import partitions_of
+from salespulse.contracts.topics import ensure_topics, partitions_of
 from salespulse.devstack import LocalKafka, LocalRedis, free_port
 from salespulse.settings import Settings
 
@@ -297,3 +297,38 @@ def cloudevent(event_type: str, data: dict, event_id: str | None = None) -> dict
 async def send(producer: AIOKafkaProducer, topic: str, key: str, event: dict | bytes) -> None:
     value = event if isinstance(event, bytes) else orjson.dumps(event)
     await producer.send_and_wait(topic, value, key=key.encode())
+
+
+class OwnServers:
+    def __init__(self, home: Path) -> None:
+        self.kafka = LocalKafka(home / "kafka", port=free_port(), controller_port=free_port(), heap="512m")
+        self.redis = LocalRedis(home / "redis", port=free_port())
+        self.settings = Settings(
+            kafka_bootstrap_servers=self.kafka.bootstrap_servers, redis_url=self.redis.url, data_dir=home / "data",
+            processor_app_id=unique("salespulse-faults"), processor_metrics_port=free_port(),
+            processor_instance_id="faults-worker-1")
+
+
+@contextmanager
+def own_servers(home: Path) -> Iterator[OwnServers]:
+    """A Kafka broker and a redis-server of the caller's own, with the topics created."""
+    servers = OwnServers(home)
+    try:
+        servers.kafka.start()
+        servers.redis.start()
+    except Exception as exc:  # noqa: BLE001
+        servers.kafka.stop()
+        unavailable(f"could not start a local Kafka and Redis of the test's own: {exc}")
+    servers.settings.data_dir.mkdir()
+    asyncio.run(ensure_topics(servers.settings))
+    try:
+        yield servers
+    finally:
+        servers.redis.stop()
+        servers.kafka.stop()
+
+
+@pytest.fixture
+def own(tmp_path) -> Iterator[OwnServers]:
+    with own_servers(tmp_path) as servers:
+        yield servers

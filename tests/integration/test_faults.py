@@ -16,65 +16,24 @@ import asyncio
 import random
 import signal
 import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timezone
-from pathlib import Path
 
 import orjson
-import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from salespulse.contracts.topics import ensure_topics
-from salespulse.devstack import LocalKafka, LocalRedis, free_port
 from salespulse.settings import Settings
 from tests.integration.conftest import (
+    OwnServers,
     caught_up,
     cloudevent,
     eventually,
     in_process_api,
     send,
     start_processor,
-    unavailable,
     unique,
 )
 from tests.integration.messy import compare, generate, put_directory, put_targets, reference
-
-
-class OwnServers:
-    def __init__(self, home: Path) -> None:
-        self.kafka = LocalKafka(home / "kafka", port=free_port(), controller_port=free_port(), heap="512m")
-        self.redis = LocalRedis(home / "redis", port=free_port())
-        self.settings = Settings(
-            kafka_bootstrap_servers=self.kafka.bootstrap_servers, redis_url=self.redis.url, data_dir=home / "data",
-            processor_app_id=unique("salespulse-faults"), processor_metrics_port=free_port(),
-            processor_instance_id="faults-worker-1")
-
-
-@contextmanager
-def own_servers(home: Path) -> Iterator[OwnServers]:
-    """A Kafka broker and a redis-server of the caller's own, with the topics created."""
-    servers = OwnServers(home)
-    try:
-        servers.kafka.start()
-        servers.redis.start()
-    except Exception as exc:  # noqa: BLE001
-        servers.kafka.stop()
-        unavailable(f"could not start a local Kafka and Redis of the test's own: {exc}")
-    servers.settings.data_dir.mkdir()
-    asyncio.run(ensure_topics(servers.settings))
-    try:
-        yield servers
-    finally:
-        servers.redis.stop()
-        servers.kafka.stop()
-
-
-@pytest.fixture
-def own(tmp_path) -> Iterator[OwnServers]:
-    with own_servers(tmp_path) as servers:
-        yield servers
 
 
 class Processor:

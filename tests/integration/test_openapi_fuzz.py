@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import start_api
-from tests.integration.test_faults import own_servers
+from tests.integration.conftest import own_servers, start_api
 
 KEY = "fuzz-key-0123456789abcdef"  # every scope: the fuzzer reaches every operation
 

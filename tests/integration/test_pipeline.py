@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -9,7 +10,18 @@ from zoneinfo import ZoneInfo
 import orjson
 import pytest
 
-from tests.integration.conftest import cloudevent, consume, eventually, send, unique
+from aiokafka import AIOKafkaProducer
+
+from tests.integration.conftest import (
+    cloudevent,
+    consume,
+    eventually,
+    in_process_api,
+    send,
+    start_processor,
+    stop_processor,
+    unique,
+)
 
 pytestmark = pytest.mark.usefixtures("processor")
 
@@ -231,6 +243,41 @@ async def test_kpi_updates_carry_the_current_buckets_not_closed_ones(api, produc
     assert not [key for key in docs if "2025-08" in key]
     month_2025 = await api.get("/api/v1/kpis/revenue", params={"by": "rep", "period": "month", "at": "2025-08-08"})
     assert {v["key"]: v["value"] for v in month_2025.json()["values"]}[rep] == 7.0
+
+
+async def test_kpi_updates_push_a_busy_row_once_per_interval_and_leave_customer_rows_to_readings(own):
+    """Orders 150 ms apart come in batches of their own; with KPI_UPDATES_SECONDS=2 kpi.updates
+    carries the rep's row once or twice, ending on its latest value. Per-customer rows are
+    read, not pushed. On servers of its own: its processor pushes at its own pace."""
+    bootstrap = own.settings.kafka_bootstrap_servers
+    processor = start_processor(own.settings, KPI_UPDATES_SECONDS="2")
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    rep, customer = unique("rep"), unique("cust")
+    now = datetime.now(ZoneInfo("Europe/Paris"))
+    try:
+        for _ in range(10):
+            event = order(unique("ord"), rep, now.isoformat(), [("p", 1, "10", "4")])
+            event["data"]["customer_id"] = customer
+            await send(producer, "sales.orders", customer, event)
+            await asyncio.sleep(0.15)
+        day = f"orders/rep/{rep}/day/{now.date().isoformat()}"
+        records: list = []
+
+        async def pushed_all() -> None:
+            records[:] = await consume(bootstrap, "kpi.updates", lambda r: r.key.decode() == day)
+            assert orjson.loads(records[-1].value)["value"] == 10.0
+
+        await eventually(pushed_all)
+        assert len(records) <= 3, [orjson.loads(r.value)["value"] for r in records]  # one per batch: 10
+        assert await consume(bootstrap, "kpi.updates", lambda r: f"/customer/{customer}/".encode() in r.key,
+                             timeout=3) == []
+        async with in_process_api(own.settings) as api:
+            reading = await api.get("/api/v1/kpis/orders", params={"by": "customer", "period": "day"})
+            assert {v["key"]: v["value"] for v in reading.json()["values"]}[customer] == 10.0
+    finally:
+        await producer.stop()
+        stop_processor(processor)
 
 
 async def test_the_processor_counts_outcomes_on_its_metrics_endpoint(api, producer, settings):
