@@ -265,8 +265,9 @@ class Stack:
                 raise RuntimeError(f"only {done:.0f} of {events} events counted after {timeout:.0f}s")
             await asyncio.sleep(0.25)  # each scrape costs the worker time (GIL): not much more often
 
-    async def replay(self, events: int, workers: int) -> dict:
-        """Fresh consumer group: the workers rebuild every KPI row from the retained topics."""
+    async def replay(self, events: int, workers: int, keep: bool = False) -> dict:
+        """Fresh consumer group: the workers rebuild every KPI row from the retained topics.
+        A group of several is stopped afterwards unless `keep`."""
         group, procs = self.new_workers(workers)
         started = min(w.start() for w in procs)
         samples: list[dict] = []
@@ -276,7 +277,7 @@ class Stack:
         busy = done - first
         growth = [{"events": int(s["events"]), "state_rows": int(s["state_rows"]),
                    "rss_mib": s["rss_mib"]} for s in samples[:: max(1, len(samples) // 8)]]
-        if workers > 1:
+        if workers > 1 and not keep:
             for w in procs:
                 w.stop()
         return {"group": group, "workers": workers, "events": events,
@@ -306,6 +307,11 @@ class Stack:
                 "replayed_after_restart": int(after.get("replayed", 0)),
                 "state_rows_restored": int(after.get("state_rows", 0))}
 
+    def stop_group(self, group: str) -> None:
+        for w in self.workers:
+            if w.group == group:
+                w.stop()
+
     def start_api(self, group_worker: Worker) -> str:
         port = free_port()
         log_path = self.home / "logs" / "api.log"
@@ -326,9 +332,10 @@ class Stack:
 
     async def latency(self, rate: int, seconds: float, tz: ZoneInfo) -> dict:
         """Live load at `rate` events/s with a probe order every 1/PROBES_PER_SECOND s: from the
-        probe's send to the probe rep's order count moving, in GET /kpis and on the SSE stream."""
-        worker = next(w for w in self.workers if w.proc.poll() is None)
-        url = self.start_api(worker)
+        probe's send to the probe rep's order count moving, in GET /kpis and on the SSE stream,
+        with the group of the workers still running."""
+        running = [w for w in self.workers if w.proc.poll() is None]
+        url = self.start_api(running[0])
         end = datetime.now(timezone.utc) + timedelta(seconds=seconds)
         load = list(history(int(rate * seconds), end, 1, tz, seed=13))  # paced below, whatever their times
         sent_at: dict[int, float] = {}
@@ -346,7 +353,7 @@ class Stack:
                 now, n = time.monotonic(), probe_count(doc)
                 for k in range(1, n + 1):
                     seen_api.setdefault(k, now)
-                await asyncio.sleep(0.01)
+                await asyncio.sleep(0.05)  # 20 readings/s: finer polling took a core from the system measured
 
         async def follow_sse(client: httpx.AsyncClient) -> None:
             async with client.stream("GET", f"{url}/api/v1/stream", params={"watch": "orders:rep:day"},
@@ -401,7 +408,7 @@ class Stack:
         self.api_peak_mib = peak_rss_mib(self.api.pid)
         api = [seen_api[k] - sent_at[k] for k in sent_at if k in seen_api]
         sse = [seen_sse[k] - sent_at[k] for k in sent_at if k in seen_sse]
-        return {"rate": rate, "achieved_rate": round((len(load) + len(sent_at)) / elapsed), "seconds": round(elapsed, 1),
+        return {"workers": len(running), "rate": rate, "achieved_rate": round((len(load) + len(sent_at)) / elapsed), "seconds": round(elapsed, 1),
                 "probes": len(sent_at), "api": percentiles(api), "sse": percentiles(sse),
                 "probes_never_seen": {"api": len(sent_at) - len(api), "sse": len(sent_at) - len(sse)}}
 

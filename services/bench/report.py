@@ -67,7 +67,8 @@ def markdown(r: dict) -> str:
               "and recognised as already counted)."]
     lat = r["latency"]
     lines += ["", "## Latency", "",
-              f"{lat['achieved_rate']:,} events/s for {lat['seconds']} s, {lat['probes']} probe orders; from the "
+              f"{lat['achieved_rate']:,} events/s for {lat['seconds']} s on {lat.get('workers', 1)} worker(s), "
+              f"{lat['probes']} probe orders; from the "
               "probe's send to its count visible:", "", "| where | p50 (ms) | p95 (ms) | p99 (ms) | max (ms) | never seen |",
               "|---|---:|---:|---:|---:|---:|"]
     for where in ("api", "sse"):
