@@ -22,6 +22,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from salespulse.devstack import free_port
 from salespulse.settings import Settings
 from tests.integration.conftest import (
     OwnServers,
@@ -37,16 +38,21 @@ from tests.integration.messy import compare, generate, put_directory, put_target
 
 
 class Processor:
-    """The processor as a process that can be killed and started again under the same identity."""
+    """The processor as a process that can be killed and started again under the same identity
+    (`name`: its group instance id; each has its own log and metrics port)."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def __init__(self, settings: Settings, name: str = "worker-1") -> None:
+        data_dir = settings.data_dir / name
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.settings = settings.model_copy(update={
+            "processor_instance_id": name, "data_dir": data_dir, "processor_metrics_port": free_port()})
         self.proc: subprocess.Popen | None = None
         self.starts = 0
 
     async def start(self) -> None:
-        self.proc = await asyncio.to_thread(start_processor, self.settings,
-                                            PROCESSOR_INSTANCE_ID=self.settings.processor_instance_id)
+        self.proc = await asyncio.to_thread(
+            start_processor, self.settings, PROCESSOR_INSTANCE_ID=self.settings.processor_instance_id,
+            PROCESSOR_SESSION_TIMEOUT=str(self.settings.processor_session_timeout))
         self.starts += 1
 
     def kill(self) -> None:
@@ -76,12 +82,15 @@ async def send_with_retries(producer: AIOKafkaProducer, log, pause_every: int = 
     return retries
 
 
-async def messy_log_through(own: OwnServers, seed: int, disturb) -> tuple[int, bool]:
-    """Send the messy log while `disturb(worker, sending)` does its worst, wait until the
-    processor has caught up, and compare every KPI with the recomputation. Returns the sends
-    retried and whether the processor that started is still running."""
+async def messy_log_through(own: OwnServers, seed: int, disturb, workers: int = 1,
+                            pause: float = 0.1) -> tuple[int, bool]:
+    """Send the messy log while `disturb(workers, sending, rng)` does its worst to the processor
+    workers (the first started, the others not yet), wait until the group has caught up, and
+    compare every KPI with the recomputation. Returns the sends retried and whether the first
+    worker is still running. The sender pauses `pause` s every 25 events."""
     rng, settings, tag = random.Random(seed), own.settings, unique("faults")
-    worker = Processor(settings)
+    group = [Processor(settings, f"worker-{i + 1}") for i in range(workers)]
+    worker = group[0]
     await worker.start()
     # Not idempotent: aiokafka keeps counting sequence numbers past a batch that timed out, which a
     # restarted broker refuses for good. Events carry ids: a send repeated after a timeout is deduplicated.
@@ -94,8 +103,8 @@ async def messy_log_through(own: OwnServers, seed: int, disturb) -> tuple[int, b
             await put_directory(api, directory)
             targets = await put_targets(api, rng, tag)
             log = generate(rng, tag)
-            sending = asyncio.create_task(send_with_retries(producer, log))
-            await disturb(worker, sending, rng)
+            sending = asyncio.create_task(send_with_retries(producer, log, pause=pause))
+            await disturb(group, sending, rng)
             retries = await sending
             await eventually(lambda: caught_up(settings.kafka_bootstrap_servers, settings.processor_app_id),
                              timeout=180, interval=1)
@@ -103,14 +112,16 @@ async def messy_log_through(own: OwnServers, seed: int, disturb) -> tuple[int, b
             compared, differences = await compare(api, log, directory, targets, tag, rng)
     finally:
         await producer.stop()
-        worker.stop()
+        for member in group:
+            member.stop()
     assert compared > 10_000
     assert differences == [], f"{len(differences)} of {compared} values differ, e.g. {differences[:5]}"
     return retries, running
 
 
 async def test_a_processor_killed_at_random_points_loses_nothing_and_counts_nothing_twice(own):
-    async def kill_while_sending(worker: Processor, sending: asyncio.Task, rng: random.Random) -> None:
+    async def kill_while_sending(workers: list[Processor], sending: asyncio.Task, rng: random.Random) -> None:
+        [worker] = workers
         while not sending.done():
             await asyncio.wait([sending], timeout=rng.uniform(1.0, 5.0))
             worker.kill()  # mid-batch, mid-write, mid-restore: wherever it happens to be
@@ -121,7 +132,7 @@ async def test_a_processor_killed_at_random_points_loses_nothing_and_counts_noth
 
 
 async def test_a_broker_restart_while_events_flow_loses_nothing(own):
-    async def restart_the_broker(worker: Processor, sending: asyncio.Task, rng: random.Random) -> None:
+    async def restart_the_broker(workers: list[Processor], sending: asyncio.Task, rng: random.Random) -> None:
         await asyncio.sleep(6)
         await asyncio.to_thread(own.kafka.stop)  # a clean broker shutdown, as in a rolling restart
         await asyncio.sleep(8)
