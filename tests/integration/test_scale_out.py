@@ -1,14 +1,21 @@
-"""Several processor workers on the same topics: partitions spread across them, and workers
-joining and leaving mid-stream (a clean stop, a SIGKILL, a restart under the same group
-instance id) lose nothing and count nothing twice, checked against the independent
-recomputation of the messy log (messy.py), on servers of the test's own.
+"""Scaling out. Several processor workers on the same topics: partitions spread across them,
+and workers joining and leaving mid-stream (a clean stop, a SIGKILL, a restart under the same
+group instance id) lose nothing and count nothing twice, checked against the independent
+recomputation of the messy log (messy.py), on servers of the test's own. Several API
+replicas: each pushes every change to the live streams it serves.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+from datetime import datetime, timezone
 
+import httpx
+import orjson
+import pytest
+
+from tests.integration.conftest import cloudevent, send, start_api, unique
 from tests.integration.test_faults import Processor, messy_log_through
 
 
@@ -33,3 +40,37 @@ async def test_workers_joining_and_leaving_mid_stream_lose_nothing_and_count_not
 
     own.settings = own.settings.model_copy(update={"processor_session_timeout": 8.0})
     await messy_log_through(own, 20240305, churn, workers=3, pause=0.3)  # about a minute of sending
+
+
+@pytest.mark.usefixtures("processor")
+async def test_every_api_replica_pushes_every_change_to_its_live_streams(settings, producer, tmp_path):
+    """Two API processes behind no shared state but Kafka and Redis: a screen on either gets
+    the change, whichever replica the event came through (here: straight to Kafka)."""
+    replicas = [start_api(settings, tmp_path / f"api-{i}.log") for i in range(2)]
+    rep, customer = unique("rep"), unique("cust")
+    try:
+        async with httpx.AsyncClient(timeout=30) as client:
+            async def first_reading_with_the_order(url: str) -> float:
+                async with client.stream("GET", f"{url}/api/v1/stream", params={"watch": "orders:rep:day"},
+                                         timeout=None) as response:
+                    assert response.status_code == 200
+                    async for line in response.aiter_lines():
+                        if line.startswith("data: "):
+                            reading = orjson.loads(line[6:]).get("reading", {})
+                            counts = {v["key"]: v["value"] for v in reading.get("values", [])}
+                            if counts.get(rep) == 1:
+                                return asyncio.get_running_loop().time()
+                raise AssertionError("the stream ended")
+
+            streams = [asyncio.create_task(first_reading_with_the_order(url)) for _, url in replicas]
+            await asyncio.sleep(2)  # both streams connected and past their first reading
+            assert not any(s.done() for s in streams)
+            await send(producer, "sales.orders", customer, cloudevent("order.placed", {
+                "order_id": unique("ord"), "customer_id": customer, "rep_id": rep, "currency": "EUR",
+                "placed_at": datetime.now(timezone.utc).isoformat(),
+                "lines": [{"product": "p1", "quantity": 1, "unit_price": "100.00", "unit_cost": "60.00"}]}))
+            await asyncio.wait_for(asyncio.gather(*streams), timeout=30)
+    finally:
+        for proc, _ in replicas:
+            proc.terminate()
+            proc.wait(30)
