@@ -6,7 +6,7 @@ history of simulated events, then measures, each on the real servers:
   baseline     a bare aiokafka consumer reading and parsing (orjson) every event
   saturation   one processor worker replaying the whole history: events/s once running,
                and the time to rebuild all KPI state from the retained topics
-  two workers  the same replay shared by two worker processes
+  2, 3 workers the same replay shared by two, then three worker processes
   recovery     a worker killed (SIGKILL) after the replay, restarted: seconds until it
                counts events again, and until it has caught up
   latency      events at a fixed rate (5,000/s) with probe orders, on the two workers:
@@ -97,6 +97,8 @@ async def run(args: argparse.Namespace, kafka: LocalKafka, redis: LocalRedis) ->
         results["ratio"] = round(one["events_per_second"] / results["baseline"]["events_per_second"], 3)
         log.info("a worker is killed and restarted ...")
         results["recovery"] = await stack.recovery(one["group"])
+        log.info("three workers share the replay ...")
+        results["three_workers"] = await stack.replay(args.events, workers=3)
         log.info("two workers share the replay ...")
         results["two_workers"] = await stack.replay(args.events, workers=2, keep=True)
         stack.stop_group(one["group"])  # the live load goes to the two workers: one is below the rate

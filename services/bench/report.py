@@ -43,13 +43,14 @@ def markdown(r: dict) -> str:
              "## Targets", "", "| measure | value | target | met |", "|---|---:|---|---|"]
     for name, t in r["targets"].items():
         lines.append(f"| {name} | {t['value']} | {t['target']} | {'yes' if t['met'] else '**no**'} |")
-    b, one, two = r["baseline"], r["one_worker"], r["two_workers"]
+    b, one = r["baseline"], r["one_worker"]
+    groups = [one] + [r[k] for k in ("three_workers", "two_workers") if k in r]
     lines += ["", "## Throughput", "", "| run | events/s | per worker | rebuild (s) | start-up (s) | peak RSS (MiB) |",
               "|---|---:|---:|---:|---:|---|",
               f"| bare aiokafka consumer + orjson | {b['events_per_second']:,} | | {b['seconds']} | | |",
               f"| domain code alone (decode + aggregate, in-process, {r['aggregator_only']['events']:,} events) | "
               f"{r['aggregator_only']['events_per_second']:,} | | {r['aggregator_only']['seconds']} | | |"]
-    for run in (one, two):
+    for run in sorted(groups, key=lambda g: g["workers"]):
         lines.append(f"| {run['workers']} worker(s), full KPI set | {run['events_per_second']:,} | "
                      f"{run['events_per_second_per_worker']:,} | {run['rebuild_seconds']} | {run['startup_seconds']} | "
                      f"{', '.join(str(x) for x in run['peak_rss_mib'])} |")
