@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from functools import lru_cache
+from types import MappingProxyType
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -45,10 +48,15 @@ def local_day(moment: datetime, tz: ZoneInfo) -> date:
     return moment.astimezone(tz).date()
 
 
-def bucket_starts(moment: datetime, tz: ZoneInfo) -> dict[str, date]:
-    """The start of every period kind containing `moment`, bucketed in `tz`."""
-    day = local_day(moment, tz)
-    return {kind: period_start(kind, day) for kind in PERIODS}
+def bucket_starts(moment: datetime, tz: ZoneInfo) -> Mapping[str, date]:
+    """The start of every period kind containing `moment`, bucketed in `tz` (read-only)."""
+    return _starts_of_day(local_day(moment, tz))
+
+
+@lru_cache(maxsize=8192)
+def _starts_of_day(day: date) -> Mapping[str, date]:
+    """Memoised: a customer's every order is bucketed again each time the customer changes."""
+    return MappingProxyType({kind: period_start(kind, day) for kind in PERIODS})
 
 
 def progress(kind: str, start: date, now: datetime, tz: ZoneInfo) -> float:

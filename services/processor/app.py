@@ -19,6 +19,7 @@ import asyncio
 import logging
 import time
 import zlib
+from collections import ChainMap
 from collections.abc import Iterable
 from datetime import date, datetime, timezone
 from zoneinfo import ZoneInfo
@@ -34,6 +35,7 @@ from salespulse.contracts.events import ROUTES, SOURCE_TOPICS, InvalidEvent, dec
 from salespulse.contracts.topics import DEADLETTER, KPI_UPDATES, state_changelog
 from salespulse.domain.aggregation import (
     Aggregator,
+    BatchResult,
     RowKey,
     SourceEvent,
     deadletter_key,
@@ -57,6 +59,7 @@ from salespulse.settings import Settings
 log = logging.getLogger(__name__)
 
 TARGETS_CACHE_SECONDS = 1.0
+APPLY_CHUNK = 1000  # events decoded or aggregated between two turns of the event loop
 RESYNC_INTERVAL_SECONDS = 2.0
 
 
@@ -137,7 +140,9 @@ class Processor:
         messages: dict[tuple[str, int, int], ConsumerRecord] = {}
         valid: list[SourceEvent] = []
         pending: list = []
-        for message in records:
+        for n, message in enumerate(records, 1):
+            if n % APPLY_CHUNK == 0:
+                await asyncio.sleep(0)
             try:
                 envelope = decode_event(message.value)
                 route = ROUTES[envelope.type]
@@ -150,8 +155,7 @@ class Processor:
             valid.append(SourceEvent(message.topic, message.partition, message.offset, envelope))
 
         await self.sync_directory()
-        result = self.aggregator.apply(self.table, valid, self.watermarks)
-        self.watermarks.update(result.watermarks)
+        result = await self.apply(valid)
         # Measure rows first, then entity rows: one changelog partition keeps them in order.
         pending += await self.table.write(result.measures)
         pending += await self.table.write(result.entities)
@@ -165,6 +169,23 @@ class Processor:
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
         metrics.STATE_ROWS.set(len(self.table))
         self.observe_progress(messages.values())
+
+    async def apply(self, events: list[SourceEvent]) -> BatchResult:
+        """The aggregator's rows for a batch, applied APPLY_CHUNK events at a time over the
+        rows the earlier chunks changed (so each row is still written once per batch), with
+        the event loop free in between: a 10,000-event batch of a long history took long
+        enough to starve the consumer's heartbeats, and the group dropped the worker."""
+        result = BatchResult()
+        store = ChainMap(result.measures, result.entities, self.table.data)
+        for i in range(0, len(events), APPLY_CHUNK):
+            part = self.aggregator.apply(store, events[i:i + APPLY_CHUNK], self.watermarks)
+            self.watermarks.update(part.watermarks)
+            result.measures.update(part.measures)
+            result.entities.update(part.entities)
+            result.outcomes.update(part.outcomes)
+            result.rejected += part.rejected
+            await asyncio.sleep(0)
+        return result
 
     def observe_progress(self, messages: Iterable[ConsumerRecord]) -> None:
         """Latency of each event from its write to Kafka."""

@@ -11,6 +11,7 @@ of earlier versions wrote, so an existing changelog restores as it is.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Iterable, Iterator, Mapping
 from typing import Any
@@ -44,6 +45,8 @@ class State:
         for key, value in rows.items():
             self.data[key] = value
             pending.append(await send(topic, orjson.dumps(value), key=orjson.dumps(key), partition=key_partition(key)))
+            if len(pending) % 2000 == 0:
+                await asyncio.sleep(0)  # a send that needs no wait does not yield: let heartbeats run
         for key in deleted:
             self.data.pop(key, None)
             pending.append(await send(topic, None, key=orjson.dumps(key), partition=key_partition(key)))
