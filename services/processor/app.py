@@ -59,7 +59,13 @@ from salespulse.settings import Settings
 log = logging.getLogger(__name__)
 
 TARGETS_CACHE_SECONDS = 1.0
-APPLY_CHUNK = 1000  # events decoded or aggregated between two turns of the event loop
+APPLY_CHUNK = 500  # events decoded or aggregated between two turns of the event loop
+
+
+async def let_others_run() -> None:
+    """Yield to heartbeats, fetches and timers. Not sleep(0): that requeues this task ahead of
+    the timers that fall due meanwhile, so they would wait for the next chunk as well."""
+    await asyncio.sleep(0.001)
 RESYNC_INTERVAL_SECONDS = 2.0
 
 
@@ -142,7 +148,7 @@ class Processor:
         pending: list = []
         for n, message in enumerate(records, 1):
             if n % APPLY_CHUNK == 0:
-                await asyncio.sleep(0)
+                await let_others_run()
             try:
                 envelope = decode_event(message.value)
                 route = ROUTES[envelope.type]
@@ -184,7 +190,7 @@ class Processor:
             result.entities.update(part.entities)
             result.outcomes.update(part.outcomes)
             result.rejected += part.rejected
-            await asyncio.sleep(0)
+            await let_others_run()
         return result
 
     def observe_progress(self, messages: Iterable[ConsumerRecord]) -> None:
@@ -408,7 +414,8 @@ class Worker(ConsumerRebalanceListener):
         await self.consumer.start()
         timers = [asyncio.create_task(self.every(RESYNC_INTERVAL_SECONDS, self.processor.resync)),
                   asyncio.create_task(self.every(self.settings.kpi_updates_seconds, self.processor.push_updates)),
-                  asyncio.create_task(self.every(self.settings.retention_check_seconds, self.expire))]
+                  asyncio.create_task(self.every(self.settings.retention_check_seconds, self.expire)),
+                  asyncio.create_task(self.watch_the_loop())]
         try:
             while not self.stopping.is_set():
                 batches = await self.consumer.getmany(timeout_ms=int(self.settings.processor_batch_seconds * 1000),
@@ -450,6 +457,18 @@ class Worker(ConsumerRebalanceListener):
     async def expire(self) -> None:
         async with self.lock:
             await self.processor.expire()
+
+    async def watch_the_loop(self) -> None:
+        """Measure how long the event loop goes without turning (LOOP_STALL), and warn when
+        it nears the session timeout: a heartbeat waits that long."""
+        while True:
+            started = time.monotonic()
+            await asyncio.sleep(1.0)
+            stall = time.monotonic() - started - 1.0
+            metrics.LOOP_STALL.observe(max(0.0, stall))
+            if stall > self.settings.processor_session_timeout / 4:
+                log.warning("the event loop did not turn for %.1f s (heartbeats wait as long; the session "
+                            "times out after %.0f s)", stall, self.settings.processor_session_timeout)
 
     async def every(self, seconds: float, job) -> None:
         while True:

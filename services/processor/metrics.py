@@ -15,7 +15,7 @@ for _topic in SOURCE_TOPICS:
 
 BATCH_SIZE = Histogram(
     "salespulse_processor_batch_events", "Events per processed batch.",
-    buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000),
+    buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000),
 )
 BATCH_SECONDS = Histogram(
     "salespulse_processor_batch_seconds", "Time to apply a batch and publish its rows.",
@@ -58,4 +58,10 @@ LAG = Gauge(
 STATE_ROWS = Gauge(
     "salespulse_processor_state_rows",
     "Rows in this worker's state table (entity, measure and dead-letter rows), as of its latest batch.",
+)
+LOOP_STALL = Histogram(
+    "salespulse_processor_loop_stall_seconds",
+    "How late a 1-second tick of the event loop ran: time the loop spent on one piece of work "
+    "without yielding (heartbeats wait as long; over PROCESSOR_SESSION_TIMEOUT the group drops the worker).",
+    buckets=(0.1, 0.5, 1, 2, 5, 10, 20, 40),
 )

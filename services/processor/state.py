@@ -46,7 +46,7 @@ class State:
             self.data[key] = value
             pending.append(await send(topic, orjson.dumps(value), key=orjson.dumps(key), partition=key_partition(key)))
             if len(pending) % 2000 == 0:
-                await asyncio.sleep(0)  # a send that needs no wait does not yield: let heartbeats run
+                await asyncio.sleep(0.001)  # a send that needs no wait does not yield: let heartbeats run
         for key in deleted:
             self.data.pop(key, None)
             pending.append(await send(topic, None, key=orjson.dumps(key), partition=key_partition(key)))
