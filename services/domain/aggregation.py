@@ -262,17 +262,17 @@ class Aggregator:
                 row = {"o": stored["o"], "m": dict(stored["m"])} if stored else {"o": -1, "m": {}}
             return row
 
-        def book(event: SourceEvent, deltas: Groups) -> None:
-            """Apply one event's changes to the rows it has not been applied to yet."""
+        def write(partition: int, topic: str, deltas: Groups, offset: int) -> None:
+            """Add changes up to source offset `offset` to the rows that have not applied it yet."""
             cells: dict[tuple[str, str, str, str], dict[str, int]] = {}
             expand(deltas, cells)
             for row_key, delta in cells.items():
                 changes = {name: v for name, v in delta.items() if v}
                 if not changes:
                     continue
-                mkey = measure_key(event.partition, event.topic, row_key)
+                mkey = measure_key(partition, topic, row_key)
                 row = measure_row(mkey)
-                if event.offset <= row["o"]:
+                if offset <= row["o"]:
                     continue  # applied before a crash; its entity row had not been written
                 measures = row["m"]
                 for name, v in changes.items():
@@ -281,8 +281,12 @@ class Aggregator:
                         measures[name] = total
                     else:
                         measures.pop(name, None)
-                row["o"] = event.offset
+                row["o"] = offset
                 result.measures[mkey] = row
+
+        def book(event: SourceEvent, deltas: Groups) -> None:
+            """Apply one event's changes to the rows it has not been applied to yet."""
+            write(event.partition, event.topic, deltas, event.offset)
 
         # Changes of the events new to every row, summed per source partition.
         summing: dict[tuple[str, int], Groups] = {}
@@ -355,24 +359,9 @@ class Aggregator:
             booked(event, deltas)
 
         for (topic, partition), groups in summing.items():
-            high = result.watermarks[(topic, partition)]
-            cells: dict[tuple[str, str, str, str], dict[str, int]] = {}
-            expand(groups, cells)
-            for cell, sums in cells.items():
-                changes = {name: v for name, v in sums.items() if v}
-                if not changes:
-                    continue
-                mkey = measure_key(partition, topic, cell)
-                row = measure_row(mkey)
-                measures = row["m"]
-                for name, v in changes.items():
-                    total = measures.get(name, 0) + v
-                    if total:
-                        measures[name] = total
-                    else:
-                        measures.pop(name, None)
-                row["o"] = high  # every event of the source up to `high` is in this row
-                result.measures[mkey] = row
+            # Above the watermark, so new to every row; a row's offset becomes the source's
+            # highest in the batch: every event of the source up to it is in the row.
+            write(partition, topic, groups, result.watermarks[(topic, partition)])
 
         for key, (offsets, state) in changed.items():
             result.entities[key] = {"o": offsets, "s": states.state_to_json(state)}
