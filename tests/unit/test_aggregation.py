@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from zoneinfo import ZoneInfo
 
 from hypothesis import given, settings
@@ -16,6 +17,7 @@ from salespulse.domain.aggregation import (
     parse_measure_key,
     watermarks,
 )
+from salespulse.domain import customers, states
 from salespulse.domain.money import CurrencyConverter
 from tests.unit.eventlogs import directory, event_logs
 
@@ -129,6 +131,27 @@ def test_a_crash_mid_write_then_redelivery_gives_the_clean_result(log, data):
     store.update(redelivered.measures)
     store.update(redelivered.entities)
     assert cube(store) == cube(clean)
+
+
+CUSTOMER_MEASURES = {"new_customers", "activations", "losses", "lost_lifetime_s", "buyers", "repeat_buyers",
+                     "new_revenue_cents", "recurring_revenue_cents"}
+
+
+@given(event_logs(), st.lists(st.integers(1, 7), max_size=20))
+def test_customer_figures_are_the_contributions_of_each_customers_final_state(log, sizes):
+    """However a customer's changes were booked (batches, memoised contributions), its figures
+    add up to what its final state contributes, computed at once."""
+    store, _ = run(log, sizes, partitions=2, fast=True)
+    expected: dict = defaultdict(dict)
+    fresh = Aggregator(TZ, CurrencyConverter("EUR"), directory())
+    for key, row in store.items():
+        _, kind, topic, customer_id = key.split("|", 3)
+        if kind == "e" and topic == "customer":
+            state = states.state_from_json(row["s"])
+            fresh.rows((), customers.customer_contributions(customer_id, state, TZ), expected)
+    booked = {row: {n: v for n, v in m.items() if n in CUSTOMER_MEASURES} for row, m in cube(store).items()}
+    assert {row: m for row, m in booked.items() if m} == {
+        row: {n: v for n, v in m.items() if v} for row, m in expected.items() if any(m.values())}
 
 
 def entity_rows(store) -> dict:
