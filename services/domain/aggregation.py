@@ -300,16 +300,9 @@ class Aggregator:
                 row["o"] = offset
                 result.measures[mkey] = row
 
-        def book(event: SourceEvent, deltas: Groups) -> None:
-            """Apply one event's changes to the rows it has not been applied to yet."""
-            write(event.partition, event.topic, deltas, event.offset)
-
         # Changes of the events new to every row, summed per source partition.
         summing: dict[tuple[str, int], Groups] = {}
         marks = watermarks or {}
-
-        def summed(event: SourceEvent, deltas: Groups) -> None:
-            """Nothing to do: the changes are in `summing` already, written once below."""
 
         for event in events:
             env = event.envelope
@@ -320,11 +313,11 @@ class Aggregator:
                 deltas = summing.get(source)
                 if deltas is None:
                     deltas = summing[source] = {}
-                booked = summed
+                summed = True  # written once for the batch, below
                 result.watermarks[source] = event.offset
             else:
                 deltas = {}
-                booked = book
+                summed = False  # written now, row by row
             too_late = self.retention.too_late(env.data, now)
             if too_late:
                 result.rejected.append((event, too_late))
@@ -340,7 +333,8 @@ class Aggregator:
                 if fresh:
                     new = states.enrich_customer(entity_id, new, self.directory)
                     self.customer_groups(entity_id, old, new, deltas)
-                    booked(event, deltas)
+                    if not summed:
+                        write(event.partition, event.topic, deltas, event.offset)
                     changed[ckey] = ({**(offsets or {}), event.topic: event.offset}, new)
                 continue
 
@@ -372,7 +366,8 @@ class Aggregator:
                                                      self.directory)
                     self.customer_groups(new.customer_id, customer, updated, deltas)
                     changed[ckey] = ({**(offsets or {}), event.topic: event.offset}, updated)
-            booked(event, deltas)
+            if not summed:
+                write(event.partition, event.topic, deltas, event.offset)
 
         for (topic, partition), groups in summing.items():
             # Above the watermark, so new to every row; a row's offset becomes the source's

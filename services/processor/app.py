@@ -85,6 +85,9 @@ def kpi_update(kpi, row: RowKey, value, as_of: str) -> tuple[bytes, bytes]:
     return key.encode(), orjson.dumps(doc)
 
 
+DEFAULT_PARTITIONER = DefaultPartitioner()
+
+
 class KeyPartitioner:
     """Partition by CRC-32 of the key (C speed) rather than murmur2 (aiokafka's is pure Python,
     a tenth of a worker's time). This producer's keyed topics, kpi.updates and sales.deadletter,
@@ -93,7 +96,7 @@ class KeyPartitioner:
 
     def __call__(self, key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
         if key is None:
-            return DefaultPartitioner()(key, all_partitions, available)
+            return DEFAULT_PARTITIONER(key, all_partitions, available)
         return all_partitions[zlib.crc32(key) % len(all_partitions)]
 
 
