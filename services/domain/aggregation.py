@@ -11,8 +11,14 @@ one source partition, whose number starts its key:
 and each row keeps `o`, the source offset it last applied (the customer row, fed by
 sales.orders and sales.customers, one per topic). Replaying events after a crash (Kafka
 redelivers from the last committed offset) therefore changes nothing that was already
-applied. The caller writes the measure rows of a batch before its entity rows, into the same
-changelog partition, so a durable entity row implies its measure rows are durable too.
+applied.
+
+The caller must make a batch's rows of one partition durable all together or not at all (the
+processor's changelog does, with commit markers). Offsets alone would cover a write cut
+short for every row but the customer's: Kafka may redeliver the two topics that feed it
+interleaved differently, and a customer's figures are not additive (a churn ends the spell an
+order extends), so figures booked from one interleaving before a crash and the rest from
+another after it need not add up.
 
 The customer row relies on sales.orders and sales.customers being co-partitioned: both keyed
 by customer_id, with the same partition count and Kafka's default partitioner.

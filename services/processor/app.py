@@ -5,8 +5,8 @@ partitions (the same partition numbers of every sales.* topic together: they are
 co-partitioned); before it handles an event of a partition it restores that partition's rows
 from the state changelog, and it commits an offset only once every row the event changed is
 durable in the changelog. So a crash at any point loses nothing (Kafka redelivers from the
-committed offset) and counts nothing twice (rows remember the source offset they last
-applied). One batch is handled at a time: the processor is single-threaded per worker; more
+committed offset) and counts nothing twice (a restore keeps a batch's rows of a partition all
+or none, and rows remember the source offset they last applied). One batch is handled at a time: the processor is single-threaded per worker; more
 workers share the partitions.
 
 The Processor turns a batch into rows with the domain's Aggregator; it only decodes, routes,
@@ -22,6 +22,7 @@ import zlib
 from collections import ChainMap
 from collections.abc import Iterable
 from datetime import date, datetime, timezone
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -112,7 +113,7 @@ class Processor:
         self.retention = Retention(settings.bucket_retention_days, settings.entity_retention_days)
         self.aggregator = Aggregator(self.tz, CurrencyConverter(settings.reporting_currency, settings.fx_rates),
                                      self.directory, settings.customer_activity_days, self.retention)
-        self.expired_in_redis: list = []  # expired rows Redis has not dropped yet
+        self.gone_from_redis: list = []  # rows Redis still has, gone from the state (expired or undone)
         self.table = state
         self.readmodel = readmodel
         self.owned: set[int] = set()  # source partition numbers whose rows are restored here
@@ -165,9 +166,9 @@ class Processor:
 
         await self.sync_directory()
         result = await self.apply(valid)
-        # Measure rows first, then entity rows: one changelog partition keeps them in order.
-        pending += await self.table.write(result.measures)
-        pending += await self.table.write(result.entities)
+        # One write, so a restore keeps all of a partition's rows of the batch or none; measure
+        # rows first, then entity rows (of use to a changelog of an earlier version).
+        pending += await self.table.write({**result.measures, **result.entities})
         for event, reason in result.rejected:
             pending += await self.dead_letter(messages[(event.topic, event.partition, event.offset)], reason)
         for (topic, outcome), n in result.outcomes.items():
@@ -306,18 +307,28 @@ class Processor:
             metrics.UNMATCHED_EXPIRED.labels(kind).inc(n)
             log.warning("retention dropped %d %s rows that never met their %s (a cancellation or payment for one "
                         "older than ENTITY_RETENTION_DAYS, or never sent)", n, kind, kind)
-        self.expired_in_redis += rows
-        if not self.expired_in_redis:
-            return
+        self.gone_from_redis += rows
         async with self.publish_lock:
-            try:
-                await self.readmodel.delete_rows(self.expired_in_redis)
-                self.expired_in_redis = []
-            except (RedisError, OSError) as exc:
-                log.warning("Redis unavailable (%s); expired rows will be dropped from it later", exc)
+            await self.drop_from_redis()
 
-    def own(self, partitions: set[int]) -> None:
-        """Partitions whose rows were just restored: handled from now on."""
+    async def drop_from_redis(self) -> None:
+        """Delete the rows Redis still has that the state dropped (call with the publish lock)."""
+        if not self.gone_from_redis:
+            return
+        try:
+            await self.readmodel.delete_rows(self.gone_from_redis)
+            self.gone_from_redis = []
+        except (RedisError, OSError) as exc:
+            log.warning("Redis unavailable (%s); %d rows gone from the state will be dropped from it later",
+                        exc, len(self.gone_from_redis))
+
+    def own(self, partitions: set[int], undone: dict[str, Any | None] | None = None) -> None:
+        """Partitions whose rows were just restored (`undone`: rows a restore put back, None
+        for gone; Redis may have their unfinished values): handled from now on."""
+        for key, row in (undone or {}).items():
+            parsed = parse_measure_key(key)
+            if parsed is not None and row is None:
+                self.gone_from_redis.append((parsed[1], parsed[0], parsed[2]))
         self.owned |= partitions
         self.watermarks.update(watermarks(self.table.data, [(t, p) for t in SOURCE_TOPICS for p in partitions]))
         self.dirty |= {f"{topic}/{p}" for topic in SOURCE_TOPICS for p in partitions}
@@ -340,6 +351,7 @@ class Processor:
         if not sources:
             return
         async with self.publish_lock:
+            await self.drop_from_redis()
             try:
                 todo = (sources - await self.readmodel.synced_partitions()) | (self.dirty & sources)
                 if not todo:
@@ -401,8 +413,8 @@ class Worker(ConsumerRebalanceListener):
             new = {tp.partition for tp in assigned if tp.topic in SOURCE_TOPICS} - self.processor.owned
             if new:
                 started = time.perf_counter()
-                read = await self.state.restore(self.client, new)
-                self.processor.own(new)
+                read, undone = await self.state.restore(self.client, new)
+                self.processor.own(new, undone)
                 log.info("took partitions %s: %d changelog records restored in %.1fs", sorted(new), read,
                          time.perf_counter() - started)
                 metrics.STATE_ROWS.set(len(self.state))

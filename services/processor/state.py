@@ -7,6 +7,17 @@ its end offset) before it handles an event of partition 3; one that loses it dro
 
 Records are the row's key and value as JSON (a tombstone deletes), the layout the Faust table
 of earlier versions wrote, so an existing changelog restores as it is.
+
+Each write is atomic per partition: its records are followed by a commit marker (key
+"{partition}|commit", never a row), and a restore undoes the records after a partition's last
+marker (a worker killed mid-write) and writes the undoing back. So the restored rows of a
+partition are those of whole batches, never part of one. That matters for the rows one event
+changes together (its cells, its entity, its customer): the customer row is fed by two topics
+whose events Kafka may redeliver interleaved differently after a crash, and a customer's
+figures are not additive (a churn ends the spell an order extends), so half a batch's customer
+figures then the other half recomputed in another order would not add up. Records written
+before a partition's first marker (a changelog of an earlier version) are kept as they are;
+a worker writes a marker as soon as it has restored a partition.
 """
 
 from __future__ import annotations
@@ -24,6 +35,61 @@ from salespulse.domain.aggregation import key_partition
 log = logging.getLogger(__name__)
 
 
+def marker_key(partition: int) -> str:
+    return f"{partition}|commit"
+
+
+def is_marker(key: str) -> bool:
+    return key.endswith("|commit")
+
+
+_ABSENT = object()
+
+
+class Replay:
+    """Rows rebuilt from changelog records read in order, minus each partition's unfinished write.
+
+    Pure (no I/O), so the rollback rule is tested on its own: feed every record with `record`,
+    then `unfinished()` names what to undo, and `undo()` applies it to `data`.
+    """
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+        # partition -> key -> the row before the partition's last marker (_ABSENT: none); only
+        # for partitions that have a marker (a changelog of an earlier version has none)
+        self.since_marker: dict[int, dict[str, Any]] = {}
+
+    def record(self, key: str, value: Any | None) -> None:
+        partition = key_partition(key)
+        if is_marker(key):
+            self.since_marker[partition] = {}
+            return
+        before = self.since_marker.get(partition)
+        if before is not None and key not in before:
+            before[key] = self.data.get(key, _ABSENT)
+        if value is None:
+            self.data.pop(key, None)
+        else:
+            self.data[key] = value
+
+    def unfinished(self) -> dict[str, Any | None]:
+        """Key -> the row to put back (None: delete) for every record after its partition's last marker."""
+        return {key: None if before is _ABSENT else before
+                for changes in self.since_marker.values() for key, before in changes.items()}
+
+    def undo(self) -> dict[str, Any | None]:
+        """Put the unfinished writes' rows back in `data`; returns what was undone."""
+        undone = self.unfinished()
+        for key, before in undone.items():
+            if before is None:
+                self.data.pop(key, None)
+            else:
+                self.data[key] = before
+        for changes in self.since_marker.values():
+            changes.clear()
+        return undone
+
+
 class State:
     def __init__(self, producer: AIOKafkaProducer, topic: str) -> None:
         self.producer, self.topic = producer, topic
@@ -39,24 +105,54 @@ class State:
         return iter(self.data.items())
 
     async def write(self, rows: Mapping[str, Any], deleted: Iterable[str] = ()) -> list[Awaitable]:
-        """Set `rows` and delete `deleted`, in that order: one changelog record each. Returns
-        the sends' futures; the caller awaits them before committing the events' offsets."""
-        send, topic, pending = self.producer.send, self.topic, []
+        """Set `rows` and delete `deleted`, in that order, one changelog record each, then a
+        commit marker in every partition written: a restore keeps all of it or none of it, per
+        partition. Returns the sends' futures; the caller awaits them before committing the
+        events' offsets."""
+        pending, partitions = await self._send(rows, deleted)
+        return pending + await self._mark(partitions)
+
+    async def _send(self, rows: Mapping[str, Any], deleted: Iterable[str]) -> tuple[list[Awaitable], set[int]]:
+        send, topic, pending, partitions = self.producer.send, self.topic, [], set()
         for key, value in rows.items():
             self.data[key] = value
-            pending.append(await send(topic, orjson.dumps(value), key=orjson.dumps(key), partition=key_partition(key)))
+            partition = key_partition(key)
+            partitions.add(partition)
+            pending.append(await send(topic, orjson.dumps(value), key=orjson.dumps(key), partition=partition))
             if len(pending) % 2000 == 0:
                 await asyncio.sleep(0.001)  # a send that needs no wait does not yield: let heartbeats run
         for key in deleted:
             self.data.pop(key, None)
-            pending.append(await send(topic, None, key=orjson.dumps(key), partition=key_partition(key)))
-        return pending
+            partition = key_partition(key)
+            partitions.add(partition)
+            pending.append(await send(topic, None, key=orjson.dumps(key), partition=partition))
+        return pending, partitions
 
-    async def restore(self, client: dict, partitions: Iterable[int]) -> int:
-        """Load the rows of `partitions` from the changelog, up to its end now; records read."""
-        tps = [TopicPartition(self.topic, p) for p in sorted(set(partitions))]
-        if not tps:
-            return 0
+    async def _mark(self, partitions: Iterable[int]) -> list[Awaitable]:
+        """Commit markers: every record of these partitions written so far is part of the state."""
+        return [await self.producer.send(self.topic, b"{}", key=orjson.dumps(marker_key(p)), partition=p)
+                for p in sorted(set(partitions))]
+
+    async def restore(self, client: dict, partitions: Iterable[int]) -> tuple[int, dict[str, Any | None]]:
+        """Load the rows of `partitions` from the changelog, up to its end now, without the
+        records of a write left unfinished, and undo those in the changelog too; then mark
+        every partition (later records are ours, not an earlier version's). Returns (records
+        read, the undone keys with the rows they are back to, None for gone)."""
+        partitions = sorted(set(partitions))
+        if not partitions:
+            return 0, {}
+        read, undone = await self._read(client, partitions)
+        pending, _ = await self._send({key: row for key, row in undone.items() if row is not None},
+                                      [key for key, row in undone.items() if row is None])
+        await asyncio.gather(*pending, *await self._mark(partitions))
+        if undone:
+            log.warning("undid an unfinished write of %d rows in partitions %s (a worker stopped mid-write)",
+                        len(undone), sorted({key_partition(k) for k in undone}))
+        return read, undone
+
+    async def _read(self, client: dict, partitions: list[int]) -> tuple[int, dict[str, Any | None]]:
+        tps = [TopicPartition(self.topic, p) for p in partitions]
+        replay = Replay(self.data)
         consumer = AIOKafkaConsumer(**client, enable_auto_commit=False, auto_offset_reset="earliest",
                                     max_partition_fetch_bytes=8 * 2**20)
         await consumer.start()
@@ -66,23 +162,19 @@ class State:
             ends = await consumer.end_offsets(tps)
             await consumer.seek_to_beginning(*tps)
             todo = {tp for tp in tps if ends[tp] > await consumer.position(tp)}
-            data = self.data
+            record_row = replay.record
             while todo:
                 for tp, records in (await consumer.getmany(*todo, timeout_ms=1000, max_records=50_000)).items():
                     for record in records:
                         if record.offset >= ends[tp]:
                             break
-                        key = orjson.loads(record.key)
-                        if record.value is None:
-                            data.pop(key, None)
-                        else:
-                            data[key] = orjson.loads(record.value)
+                        record_row(orjson.loads(record.key), None if record.value is None else orjson.loads(record.value))
                         read += 1
                     if await consumer.position(tp) >= ends[tp]:
                         todo.discard(tp)
         finally:
             await consumer.stop()
-        return read
+        return read, replay.undo()
 
     def drop(self, partitions: Iterable[int]) -> int:
         """Forget the rows of partitions this worker no longer owns; rows dropped."""
