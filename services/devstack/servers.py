@@ -17,6 +17,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from salespulse.devstack.tls import Pki
 from salespulse.settings import REPO_ROOT
 
 KAFKA_VERSION = "4.1.1"
@@ -127,6 +128,9 @@ class LocalKafka:
     # client listener (SASL_PLAINTEXT), as on a secured cluster; the broker talks to itself
     # as the user `broker`.
     sasl_users: dict[str, str] | None = None
+    # With a PKI: the client listener speaks TLS (SSL) and requires a client certificate
+    # signed by its CA; the broker talks to itself with its own certificate.
+    tls: Pki | None = None
     proc: subprocess.Popen | None = field(default=None, repr=False)
     _broker_password: str = field(default_factory=lambda: uuid.uuid4().hex, repr=False)
 
@@ -140,9 +144,29 @@ class LocalKafka:
         if self.sasl_users is not None:
             options.update(security_protocol="SASL_PLAINTEXT", sasl_mechanism="PLAIN",
                            sasl_plain_username="broker", sasl_plain_password=self._broker_password)
+        if self.tls is not None:
+            from aiokafka.helpers import create_ssl_context
+
+            options.update(security_protocol="SSL", ssl_context=create_ssl_context(
+                cafile=str(self.tls.ca_cert), certfile=str(self.tls.client_cert), keyfile=str(self.tls.client_key)))
         return options
 
     def _listener_config(self) -> list[str]:
+        if self.sasl_users is not None and self.tls is not None:
+            raise DevstackError("the local broker does SASL or TLS, not both")
+        if self.tls is not None:
+            tls = self.tls
+            return [f"listeners=SSL://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+                    f"advertised.listeners=SSL://127.0.0.1:{self.port}",
+                    "listener.security.protocol.map=SSL:SSL,CONTROLLER:PLAINTEXT",
+                    "inter.broker.listener.name=SSL",
+                    "ssl.keystore.type=PKCS12",
+                    f"ssl.keystore.location={tls.broker_keystore}",
+                    f"ssl.keystore.password={tls.keystore_password}",
+                    f"ssl.key.password={tls.keystore_password}",
+                    "ssl.truststore.type=PEM",
+                    f"ssl.truststore.location={tls.ca_cert}",
+                    "ssl.client.auth=required"]
         if self.sasl_users is None:
             return [f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
                     f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",

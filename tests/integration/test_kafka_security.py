@@ -1,10 +1,11 @@
-"""SalesPulse on a Kafka broker that requires SASL authentication.
+"""SalesPulse on Kafka brokers that require SASL authentication, or TLS with client certificates.
 
-The broker is a local one of the test's own with a SASL_PLAINTEXT client listener (PLAIN
-mechanism, users in its JAAS config): the processor and the API get nothing but the
-KAFKA_SECURITY_PROTOCOL / KAFKA_SASL_* settings, and an event ingested through the API must
-come out of it as a KPI. Clients without the right credentials are turned away, so the
-settings are what lets the product in.
+Each broker is a local one of the test's own: a SASL_PLAINTEXT client listener (PLAIN
+mechanism, users in its JAAS config), or an SSL listener with a throwaway CA that requires a
+client certificate. The processor and the API get nothing but the KAFKA_SECURITY_PROTOCOL /
+KAFKA_SASL_* / KAFKA_SSL_* settings, and an event ingested through the API must come out of it
+as a KPI. Clients without the right credentials are turned away, so the settings are what lets
+the product in.
 """
 
 from __future__ import annotations
@@ -13,37 +14,34 @@ import asyncio
 import secrets
 from collections.abc import Iterator
 from datetime import datetime, timezone
+from pathlib import Path
 
 import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from aiokafka.helpers import create_ssl_context
 
 from salespulse.contracts.topics import ensure_topics
 from salespulse.devstack import LocalKafka, LocalRedis, free_port
+from salespulse.devstack.tls import Pki, make_pki
 from salespulse.settings import Settings
 from tests.integration.conftest import eventually, start_api, start_processor, stop_processor, unavailable, unique
 
 USER = "salespulse"
 
 
-@pytest.fixture
-def secured(tmp_path) -> Iterator[tuple[LocalKafka, Settings]]:
-    password = secrets.token_urlsafe(16)
-    kafka = LocalKafka(tmp_path / "kafka", port=free_port(), controller_port=free_port(), heap="512m",
-                       sasl_users={USER: password})
-    redis = LocalRedis(tmp_path / "redis", port=free_port())
+def secured_stack(home: Path, kafka: LocalKafka, **security) -> Iterator[tuple[LocalKafka, Settings]]:
+    redis = LocalRedis(home / "redis", port=free_port())
     try:
         kafka.start()
         redis.start()
     except Exception as exc:  # noqa: BLE001
         kafka.stop()
-        unavailable(f"could not start a local Kafka with SASL and a Redis: {exc}")
+        unavailable(f"could not start a secured local Kafka and a Redis: {exc}")
     settings = Settings(
-        kafka_bootstrap_servers=kafka.bootstrap_servers, redis_url=redis.url, data_dir=tmp_path / "data",
-        processor_app_id=unique("salespulse-sasl"), processor_metrics_port=free_port(),
-        kafka_security_protocol="SASL_PLAINTEXT", kafka_sasl_mechanism="PLAIN",
-        kafka_sasl_username=USER, kafka_sasl_password=password)
+        kafka_bootstrap_servers=kafka.bootstrap_servers, redis_url=redis.url, data_dir=home / "data",
+        processor_app_id=unique("salespulse-secured"), processor_metrics_port=free_port(), **security)
     settings.data_dir.mkdir()
     try:
         asyncio.run(ensure_topics(settings))
@@ -53,33 +51,45 @@ def secured(tmp_path) -> Iterator[tuple[LocalKafka, Settings]]:
         kafka.stop()
 
 
+@pytest.fixture
+def sasl_broker(tmp_path) -> Iterator[tuple[LocalKafka, Settings]]:
+    password = secrets.token_urlsafe(16)
+    kafka = LocalKafka(tmp_path / "kafka", port=free_port(), controller_port=free_port(), heap="512m",
+                       sasl_users={USER: password})
+    yield from secured_stack(tmp_path, kafka, kafka_security_protocol="SASL_PLAINTEXT", kafka_sasl_mechanism="PLAIN",
+                             kafka_sasl_username=USER, kafka_sasl_password=password)
+
+
+@pytest.fixture
+def tls_broker(tmp_path) -> Iterator[tuple[LocalKafka, Settings, Pki]]:
+    pki = make_pki(tmp_path / "pki")
+    kafka = LocalKafka(tmp_path / "kafka", port=free_port(), controller_port=free_port(), heap="512m", tls=pki)
+    for kafka, settings in secured_stack(tmp_path, kafka, kafka_security_protocol="SSL", kafka_ssl_cafile=pki.ca_cert,
+                                         kafka_ssl_certfile=pki.client_cert, kafka_ssl_keyfile=pki.client_key):
+        yield kafka, settings, pki
+
+
 async def refused(**options) -> str:
     """The error a producer with these options gets from the secured broker."""
     producer = AIOKafkaProducer(request_timeout_ms=5000, **options)
     try:
         await asyncio.wait_for(producer.start(), 15)
-    except (KafkaError, asyncio.TimeoutError) as exc:
+    except (KafkaError, asyncio.TimeoutError, OSError) as exc:
         return type(exc).__name__
     finally:
         await producer.stop()
     pytest.fail(f"the broker let a producer in with {options}")
 
 
-async def test_events_flow_through_a_broker_that_requires_sasl_and_strangers_are_refused(secured):
-    kafka, settings = secured
-    sasl = {"KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "KAFKA_SASL_MECHANISM": "PLAIN",
-            "KAFKA_SASL_USERNAME": USER, "KAFKA_SASL_PASSWORD": settings.kafka_sasl_password}
-    assert await refused(bootstrap_servers=kafka.bootstrap_servers, security_protocol="SASL_PLAINTEXT",
-                         sasl_mechanism="PLAIN", sasl_plain_username=USER, sasl_plain_password="wrong")
-    assert await refused(bootstrap_servers=kafka.bootstrap_servers)  # no SASL at all
-
-    processor = start_processor(settings, **sasl)
-    api_proc, url = start_api(settings, settings.data_dir / "api.log", **sasl)  # ingest and live feed log in too
+async def an_ingested_order_is_counted(settings: Settings, env: dict[str, str]) -> None:
+    """The processor and the API, given only `env` for Kafka, carry an order to a KPI."""
+    processor = start_processor(settings, **env)
+    api_proc, url = start_api(settings, settings.data_dir / "api.log", **env)  # ingest and live feed log in too
     rep = unique("rep")
     try:
         async with httpx.AsyncClient(base_url=url) as api:
             response = await api.post("/api/v1/events", json=[{
-                "specversion": "1.0", "id": unique("evt"), "source": "test/sasl", "type": "order.placed",
+                "specversion": "1.0", "id": unique("evt"), "source": "test/secured", "type": "order.placed",
                 "time": datetime.now(timezone.utc).isoformat(),
                 "data": {"order_id": unique("ord"), "customer_id": unique("cust"), "rep_id": rep, "currency": "EUR",
                          "placed_at": datetime.now(timezone.utc).isoformat(),
@@ -95,3 +105,26 @@ async def test_events_flow_through_a_broker_that_requires_sasl_and_strangers_are
         api_proc.terminate()
         api_proc.wait(30)
         stop_processor(processor)
+
+
+async def test_events_flow_through_a_broker_that_requires_sasl_and_strangers_are_refused(sasl_broker):
+    kafka, settings = sasl_broker
+    assert await refused(bootstrap_servers=kafka.bootstrap_servers, security_protocol="SASL_PLAINTEXT",
+                         sasl_mechanism="PLAIN", sasl_plain_username=USER, sasl_plain_password="wrong")
+    assert await refused(bootstrap_servers=kafka.bootstrap_servers)  # no SASL at all
+    await an_ingested_order_is_counted(settings, {
+        "KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "KAFKA_SASL_MECHANISM": "PLAIN",
+        "KAFKA_SASL_USERNAME": USER, "KAFKA_SASL_PASSWORD": settings.kafka_sasl_password})
+
+
+async def test_events_flow_over_tls_with_client_certificates_and_strangers_are_refused(tls_broker):
+    kafka, settings, pki = tls_broker
+    server = kafka.bootstrap_servers
+    assert await refused(bootstrap_servers=server)  # plaintext on a TLS port
+    assert await refused(bootstrap_servers=server, security_protocol="SSL",  # no client certificate
+                         ssl_context=create_ssl_context(cafile=str(pki.ca_cert)))
+    assert await refused(bootstrap_servers=server, security_protocol="SSL",  # the broker's CA not trusted
+                         ssl_context=create_ssl_context(certfile=str(pki.client_cert), keyfile=str(pki.client_key)))
+    await an_ingested_order_is_counted(settings, {
+        "KAFKA_SECURITY_PROTOCOL": "SSL", "KAFKA_SSL_CAFILE": str(pki.ca_cert),
+        "KAFKA_SSL_CERTFILE": str(pki.client_cert), "KAFKA_SSL_KEYFILE": str(pki.client_key)})
