@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     # without a rebalance; unset, a crashed worker's partitions wait for its session to time out.
     processor_instance_id: str | None = None
     processor_session_timeout: float = Field(default=20.0, ge=6, le=300)
+    # Standby copies per partition, kept warm by other workers (0: a takeover reads the whole
+    # changelog partition). At most workers - 1 copies are kept; each costs a copy of the rows.
+    processor_standby_replicas: int = Field(default=0, ge=0, le=5)
     # kpi.updates: each changed row's values at most once per KPI_UPDATES_SECONDS (the latest),
     # for the dimensions screens watch; the rest (one row per customer) are read, not pushed.
     kpi_updates_seconds: float = Field(default=0.2, gt=0, le=60)

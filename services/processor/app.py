@@ -53,7 +53,8 @@ from salespulse.domain.targets import TargetBook
 from salespulse.domain.valuation import value_row
 from salespulse.processor import metrics
 from salespulse.processor.directory import DirectoryFollower
-from salespulse.processor.state import State
+from salespulse.processor.assignment import StandbyAssignor
+from salespulse.processor.state import Standby, State
 from salespulse.readmodel import ReadModel
 from salespulse.settings import Settings
 
@@ -379,6 +380,8 @@ class Worker(ConsumerRebalanceListener):
     numbers of every sales.* topic (equal partition counts): a customer's orders and the rest
     of its events meet in one worker. With PROCESSOR_INSTANCE_ID set (static membership), a
     worker restarted under the same id gets its partitions back at once, without a rebalance.
+    With PROCESSOR_STANDBY_REPLICAS, the assignment also names partitions whose rows this
+    worker keeps warm (assignment.py), so taking one over reads only its latest records.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -389,35 +392,60 @@ class Worker(ConsumerRebalanceListener):
         self.consumer = AIOKafkaConsumer(
             **self.client, group_id=settings.processor_app_id, group_instance_id=settings.processor_instance_id,
             enable_auto_commit=False, auto_offset_reset="earliest", isolation_level="read_committed",
-            partition_assignment_strategy=(RangePartitionAssignor,),
+            # range-standby when every member speaks it, plain range in a group mid-upgrade
+            partition_assignment_strategy=(StandbyAssignor(settings.processor_standby_replicas, self.on_standbys),
+                                           RangePartitionAssignor),
             session_timeout_ms=int(settings.processor_session_timeout * 1000),
             heartbeat_interval_ms=int(settings.processor_session_timeout * 1000 / 5),
             max_poll_interval_ms=600_000, max_partition_fetch_bytes=4 * 2**20)
         self.state = State(self.producer, state_changelog(settings.processor_app_id))
+        self.standby = Standby(self.client, self.state.topic)
+        self.standby_partitions: set[int] = set()  # as the last assignment named them
+        self.parked: set[int] = set()  # revoked, rows kept until the next assignment says
         self.processor = Processor(settings, self.producer, self.state, ReadModel.from_url(settings.redis_url))
         self.lock = asyncio.Lock()  # one batch, rebalance or timer job at a time
         self.ready = asyncio.Event()
         self.stopping = asyncio.Event()
 
     # -- group membership -------------------------------------------------------------------
+    def on_standbys(self, partitions: set[int]) -> None:
+        """The partitions of the new assignment to keep warm (called before on_partitions_assigned)."""
+        self.standby_partitions = partitions
+
     async def on_partitions_revoked(self, revoked) -> None:
-        async with self.lock:  # the batch in hand is finished and committed first
+        """Stop handling the partitions (the batch in hand is finished and committed first).
+        Their rows are kept until the new assignment: a rebalance revokes every partition and
+        gives most of them straight back."""
+        async with self.lock:
             gone = {tp.partition for tp in revoked if tp.topic in SOURCE_TOPICS}
             if gone:
                 self.processor.disown(gone)
-                dropped = self.state.drop(gone)
-                log.info("gave up partitions %s (%d rows)", sorted(gone), dropped)
+                self.parked |= gone
 
     async def on_partitions_assigned(self, assigned) -> None:
         async with self.lock:
-            new = {tp.partition for tp in assigned if tp.topic in SOURCE_TOPICS} - self.processor.owned
+            mine = {tp.partition for tp in assigned if tp.topic in SOURCE_TOPICS}
+            kept = {p: copy for p in self.parked & mine if (copy := self.state.kept(p)) is not None}
+            let_go = self.parked - set(kept)
+            if let_go:
+                dropped = self.state.drop(let_go)
+                log.info("gave up partitions %s (%d rows)", sorted(let_go), dropped)
+            self.parked = set()
+            new = mine - self.processor.owned
             if new:
                 started = time.perf_counter()
-                read, undone = await self.state.restore(self.client, new)
+                warm = {p: copy for p in new - set(kept) if (copy := self.standby.take(p)) is not None}
+                read, undone = await self.state.restore(self.client, new, {**kept, **warm})
                 self.processor.own(new, undone)
-                log.info("took partitions %s: %d changelog records restored in %.1fs", sorted(new), read,
-                         time.perf_counter() - started)
+                metrics.RESTORED.labels("changelog").inc(read)
+                metrics.RESTORED.labels("standby").inc(sum(len(rows) for rows, _, _ in warm.values()))
+                log.info("took partitions %s: %d changelog records restored in %.1fs (%s)", sorted(new), read,
+                         time.perf_counter() - started, ", ".join(
+                             ([f"rows kept of {sorted(kept)}"] if kept else [])
+                             + ([f"on top of standby copies of {sorted(warm)}"] if warm else [])) or "from scratch")
                 metrics.STATE_ROWS.set(len(self.state))
+            self.standby.follow(self.standby_partitions - self.processor.owned)
+            metrics.STANDBY_PARTITIONS.set(len(self.standby.copies))
         await self.processor.resync()  # Redis gets every row of them, whatever it missed
         self.ready.set()
 
@@ -427,7 +455,8 @@ class Worker(ConsumerRebalanceListener):
         await self.processor.follower.start()
         self.consumer.subscribe(list(SOURCE_TOPICS), listener=self)
         await self.consumer.start()
-        timers = [asyncio.create_task(self.every(RESYNC_INTERVAL_SECONDS, self.processor.resync)),
+        timers = [asyncio.create_task(self.standby.run()),
+                  asyncio.create_task(self.every(RESYNC_INTERVAL_SECONDS, self.processor.resync)),
                   asyncio.create_task(self.every(self.settings.kpi_updates_seconds, self.processor.push_updates)),
                   asyncio.create_task(self.every(self.settings.retention_check_seconds, self.expire)),
                   asyncio.create_task(self.watch_the_loop())]

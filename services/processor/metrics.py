@@ -65,3 +65,14 @@ LOOP_STALL = Histogram(
     "without yielding (heartbeats wait as long; over PROCESSOR_SESSION_TIMEOUT the group drops the worker).",
     buckets=(0.1, 0.5, 1, 2, 5, 10, 20, 40),
 )
+RESTORED = Counter(
+    "salespulse_processor_restored_rows_total",
+    "On taking partitions over: records read from the state changelog, and rows handed over by standby copies.",
+    ["source"],
+)
+for _source in ("changelog", "standby"):
+    RESTORED.labels(_source)
+STANDBY_PARTITIONS = Gauge(
+    "salespulse_processor_standby_partitions",
+    "Partitions whose rows this worker keeps warm for a takeover (PROCESSOR_STANDBY_REPLICAS).",
+)

@@ -94,6 +94,9 @@ class State:
     def __init__(self, producer: AIOKafkaProducer, topic: str) -> None:
         self.producer, self.topic = producer, topic
         self.data: dict[str, dict[str, Any]] = {}
+        # partition -> the changelog offset after this worker's last commit marker there: the
+        # rows in `data` are the changelog up to it (a takeover of the partition reads on from it)
+        self.positions: dict[int, int] = {}
 
     def get(self, key: str, default=None):
         return self.data.get(key, default)
@@ -130,18 +133,30 @@ class State:
 
     async def _mark(self, partitions: Iterable[int]) -> list[Awaitable]:
         """Commit markers: every record of these partitions written so far is part of the state."""
-        return [await self.producer.send(self.topic, b"{}", key=orjson.dumps(marker_key(p)), partition=p)
-                for p in sorted(set(partitions))]
+        sent = []
+        for p in sorted(set(partitions)):
+            future = await self.producer.send(self.topic, b"{}", key=orjson.dumps(marker_key(p)), partition=p)
+            future.add_done_callback(self._marked)
+            sent.append(future)
+        return sent
 
-    async def restore(self, client: dict, partitions: Iterable[int]) -> tuple[int, dict[str, Any | None]]:
+    def _marked(self, future: asyncio.Future) -> None:
+        if not future.cancelled() and future.exception() is None:
+            metadata = future.result()
+            if metadata.offset + 1 > self.positions.get(metadata.partition, -1):
+                self.positions[metadata.partition] = metadata.offset + 1
+
+    async def restore(self, client: dict, partitions: Iterable[int], warm: Mapping[int, tuple] | None = None,
+                      ) -> tuple[int, dict[str, Any | None]]:
         """Load the rows of `partitions` from the changelog, up to its end now, without the
         records of a write left unfinished, and undo those in the changelog too; then mark
-        every partition (later records are ours, not an earlier version's). Returns (records
-        read, the undone keys with the rows they are back to, None for gone)."""
+        every partition (later records are ours, not an earlier version's). `warm`: standby
+        copies (Standby.take) of some of them, read on from where they are. Returns (records
+        read from the changelog, the undone keys with the rows they are back to, None for gone)."""
         partitions = sorted(set(partitions))
         if not partitions:
             return 0, {}
-        read, undone = await self._read(client, partitions)
+        read, undone = await self._read(client, partitions, warm or {})
         pending, _ = await self._send({key: row for key, row in undone.items() if row is not None},
                                       [key for key, row in undone.items() if row is None])
         await asyncio.gather(*pending, *await self._mark(partitions))
@@ -150,9 +165,14 @@ class State:
                         len(undone), sorted({key_partition(k) for k in undone}))
         return read, undone
 
-    async def _read(self, client: dict, partitions: list[int]) -> tuple[int, dict[str, Any | None]]:
+    async def _read(self, client: dict, partitions: list[int], warm: Mapping[int, tuple],
+                    ) -> tuple[int, dict[str, Any | None]]:
         tps = [TopicPartition(self.topic, p) for p in partitions]
         replay = Replay(self.data)
+        for partition, (rows, before, _) in warm.items():
+            self.data.update(rows)
+            if before is not None:
+                replay.since_marker[partition] = before
         consumer = AIOKafkaConsumer(**client, enable_auto_commit=False, auto_offset_reset="earliest",
                                     max_partition_fetch_bytes=8 * 2**20)
         await consumer.start()
@@ -160,7 +180,10 @@ class State:
         try:
             consumer.assign(tps)
             ends = await consumer.end_offsets(tps)
-            await consumer.seek_to_beginning(*tps)
+            await consumer.seek_to_beginning(*[tp for tp in tps if tp.partition not in warm])
+            for tp in tps:
+                if tp.partition in warm:
+                    consumer.seek(tp, warm[tp.partition][2])
             todo = {tp for tp in tps if ends[tp] > await consumer.position(tp)}
             record_row = replay.record
             while todo:
@@ -182,4 +205,89 @@ class State:
         keys = [key for key in self.data if key_partition(key) in gone]
         for key in keys:
             del self.data[key]
+        for partition in gone:
+            self.positions.pop(partition, None)
         return len(keys)
+
+    def kept(self, partition: int) -> tuple[dict, dict, int] | None:
+        """The rows this worker still has of a partition it gave up, as a warm copy to read on
+        from (restore's `warm`; they are in `data` already); None if their position is unknown."""
+        position = self.positions.get(partition)
+        return None if position is None else ({}, {}, position)
+
+
+class Standby:
+    """Warm copies of changelog partitions this worker does not own, kept by following them.
+
+    Records are kept as they come (values not decoded, the last one per key, the unfinished
+    write's rows remembered as in a restore), so following costs little; a worker that takes
+    one of these partitions over decodes its rows and reads only the records written since,
+    instead of the whole changelog partition.
+    """
+
+    def __init__(self, client: dict, topic: str) -> None:
+        self.client, self.topic = client, topic
+        self.copies: dict[int, Replay] = {}  # partition -> its rows so far (raw values)
+        self.positions: dict[int, int] = {}  # partition -> next changelog offset to read
+        self.consumer: AIOKafkaConsumer | None = None
+        self.changed = asyncio.Event()
+
+    def follow(self, partitions: set[int]) -> None:
+        """Keep copies of exactly these partitions from now on (new ones from the beginning)."""
+        for partition in set(self.copies) - partitions:
+            del self.copies[partition]
+            del self.positions[partition]
+        for partition in partitions - set(self.copies):
+            self.copies[partition] = Replay({})
+            self.positions[partition] = 0
+        self.changed.set()
+
+    def take(self, partition: int) -> tuple[dict[str, Any], dict[str, Any], int] | None:
+        """Stop following `partition` and hand over its copy: (rows, rows as they were before
+        the unfinished write, _ABSENT for none), next offset to read); None if not kept."""
+        replay = self.copies.pop(partition, None)
+        if replay is None:
+            return None
+        position = self.positions.pop(partition)
+        self.changed.set()
+        decode = orjson.loads
+        rows = {key: decode(value) for key, value in replay.data.items()}
+        before = {key: value if value is _ABSENT else decode(value)
+                  for key, value in replay.since_marker.get(partition, {}).items()}
+        return rows, before if partition in replay.since_marker else None, position
+
+    def rows(self) -> int:
+        return sum(len(replay.data) for replay in self.copies.values())
+
+    async def run(self) -> None:
+        """Follow the partitions named by `follow`, until cancelled."""
+        self.consumer = AIOKafkaConsumer(**self.client, enable_auto_commit=False, auto_offset_reset="earliest",
+                                         max_partition_fetch_bytes=8 * 2**20)
+        await self.consumer.start()
+        try:
+            while True:
+                if self.changed.is_set():
+                    self.changed.clear()
+                    self._reassign()
+                if not self.copies:
+                    await self.changed.wait()
+                    continue
+                batches = await self.consumer.getmany(timeout_ms=500, max_records=20_000)
+                for tp, records in batches.items():
+                    replay = self.copies.get(tp.partition)
+                    if replay is None or not records:
+                        continue  # taken over or dropped meanwhile
+                    record, position = replay.record, self.positions[tp.partition]
+                    for message in records:
+                        if message.offset >= position:  # not one fetched again after a reassignment
+                            record(orjson.loads(message.key), message.value)
+                    self.positions[tp.partition] = max(position, records[-1].offset + 1)
+                await asyncio.sleep(0)
+        finally:
+            await self.consumer.stop()
+
+    def _reassign(self) -> None:
+        tps = [TopicPartition(self.topic, p) for p in sorted(self.copies)]
+        self.consumer.assign(tps)
+        for tp in tps:
+            self.consumer.seek(tp, self.positions[tp.partition])

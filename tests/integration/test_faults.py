@@ -52,7 +52,8 @@ class Processor:
     async def start(self) -> None:
         self.proc = await asyncio.to_thread(
             start_processor, self.settings, PROCESSOR_INSTANCE_ID=self.settings.processor_instance_id,
-            PROCESSOR_SESSION_TIMEOUT=str(self.settings.processor_session_timeout))
+            PROCESSOR_SESSION_TIMEOUT=str(self.settings.processor_session_timeout),
+            PROCESSOR_STANDBY_REPLICAS=str(self.settings.processor_standby_replicas))
         self.starts += 1
 
     def kill(self) -> None:

@@ -11,11 +11,15 @@ import asyncio
 import random
 from datetime import datetime, timezone
 
+import re
+
 import httpx
 import orjson
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from tests.integration.conftest import cloudevent, send, start_api, unique
+from salespulse.contracts.topics import state_changelog
+from tests.integration.conftest import cloudevent, eventually, send, start_api, unique
 from tests.integration.test_faults import Processor, messy_log_through
 
 
@@ -40,6 +44,44 @@ async def test_workers_joining_and_leaving_mid_stream_lose_nothing_and_count_not
 
     own.settings = own.settings.model_copy(update={"processor_session_timeout": 8.0})
     await messy_log_through(own, 20240305, churn, workers=3, pause=0.3)  # about a minute of sending
+
+
+async def changelog_records(bootstrap: str, topic: str, partitions: list[int]) -> int:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in partitions]
+        return sum((await consumer.end_offsets(tps)).values())
+    finally:
+        await consumer.stop()
+
+
+async def test_a_worker_taking_over_starts_from_its_standby_copy_not_the_whole_changelog(own):
+    """Two workers, one standby copy per partition: each keeps the other's rows warm. The second
+    is killed mid-stream; the first takes its partitions over from its copies, reading only the
+    changelog records written since, and every KPI still matches the recomputation."""
+    async def kill_the_second(workers: list[Processor], sending: asyncio.Task, rng: random.Random) -> None:
+        first, second = workers
+        await second.start()
+        await asyncio.wait([sending], timeout=rng.uniform(15.0, 20.0))  # rows pile up on both
+        second.kill()
+        log = first.settings.data_dir / "processor.log"
+
+        async def took_over() -> None:
+            assert "standby copies" in log.read_text()
+
+        await eventually(took_over, timeout=60, interval=0.5)
+        taken = re.findall(r"took partitions \[([\d, ]+)\]: (\d+) changelog records restored .*standby copies",
+                           log.read_text())
+        [(partitions, read)] = taken
+        partitions = [int(p) for p in partitions.split(",")]
+        total = await changelog_records(own.settings.kafka_bootstrap_servers,
+                                        state_changelog(own.settings.processor_app_id), partitions)
+        assert total > 1000 and int(read) < total / 10, (read, total)
+
+    own.settings = own.settings.model_copy(update={"processor_session_timeout": 6.0,
+                                                   "processor_standby_replicas": 1})
+    await messy_log_through(own, 20240611, kill_the_second, workers=2, pause=0.2)
 
 
 @pytest.mark.usefixtures("processor")
