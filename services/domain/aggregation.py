@@ -144,6 +144,7 @@ _ENTITY_OF: dict[type, tuple[str, str]] = {
 
 _SNAPSHOT_BUCKETS = ((SNAPSHOT, ""),)
 CUSTOMER_CACHE_SIZE = 4096  # customers whose contributions are remembered (then forgotten at once)
+STATE_CACHE_SIZE = 20_000  # entity rows whose decoded state is remembered (then forgotten at once)
 
 # Measure changes not yet spread over cells: (buckets, dims) -> measure -> change, where
 # buckets are (period, start) pairs and dims (dim, key) pairs: the group's cells are their product.
@@ -184,9 +185,13 @@ class Aggregator:
         self.clock = clock
         self._today: date | None = None  # while a batch is applied: no rows for expired buckets
         self._bucket_cache: dict[tuple[date, tuple[str, ...] | None], tuple[tuple[str, str], ...]] = {}
-        # customer id -> (its last state seen, that state's contributions): a customer's next
-        # change starts from that state, so only the new state's contributions are computed.
-        self._customer_cache: dict[str, tuple[Any, list[entities.Contribution]]] = {}
+        self._bucket_cache_today: date | None = None  # the day the bucket cache was computed for
+        # row key -> (the stored JSON of its state, that state decoded): a row this aggregator
+        # wrote or read is decoded once, not once per batch (a customer's state holds its orders).
+        self._states: dict[str, tuple[dict[str, Any], Any]] = {}
+        # customer id -> (its last state seen, the walk of its orders, its contributions if
+        # computed): a customer's next change starts from that state (customer_groups).
+        self._customer_cache: dict[str, tuple[Any, customers.Walk, list[entities.Contribution] | None]] = {}
 
     def rows(self, old: Iterable[entities.Contribution], new: Iterable[entities.Contribution],
              into: dict[tuple[str, str, str, str], dict[str, int]]) -> None:
@@ -224,7 +229,7 @@ class Aggregator:
 
     def _buckets(self, at: datetime, periods: tuple[str, ...] | None) -> tuple[tuple[str, str], ...]:
         """(period, ISO start) of the buckets containing `at` that are still kept; memoised
-        by local day for the batch (contributions of one batch share few days)."""
+        by local day while today stays the same (what is kept depends on it)."""
         day = local_day(at, self.tz)
         cached = self._bucket_cache.get((day, periods))
         if cached is None:
@@ -234,21 +239,54 @@ class Aggregator:
             self._bucket_cache[(day, periods)] = cached
         return cached
 
+    def _decoded(self, key: str, encoded: dict[str, Any]):
+        """The state of a stored row; decoded once per stored version (states are immutable)."""
+        cached = self._states.get(key)
+        if cached is not None and cached[0] is encoded:
+            return cached[1]
+        state = states.state_from_json(encoded)
+        self._remember(key, encoded, state)
+        return state
+
+    def _remember(self, key: str, encoded: dict[str, Any], state) -> None:
+        if len(self._states) >= STATE_CACHE_SIZE:
+            self._states.clear()
+        self._states[key] = (encoded, state)
+
     def customer_groups(self, customer_id: str, old, new, into: Groups) -> None:
+        """Book what a customer's change from `old` to `new` changes in its contributions.
+
+        Its contributions cover all of its kept orders, so computing them costs more the longer
+        its history. The usual change is a new last order: then the walk of `old` (remembered)
+        walks on over it, and only the contributions the walk settles or leaves open change
+        (customers.Walk). Any other change nets everything `old` and `new` contribute."""
+        cached = self._customer_cache.get(customer_id)
+        if cached is not None and (cached[0] is old or cached[0] == old) and customers.extends(old, new):
+            walk = cached[1].copy()
+            added = walk.step(new.orders[walk.walked:]) + walk.ending()
+            self.groups(cached[1].ending(), added, into)
+            self._remember_customer(customer_id, new, walk, None)
+            return
         self.groups(self._customer_contributions(customer_id, old),
                     self._customer_contributions(customer_id, new), into)
 
     def _customer_contributions(self, customer_id: str, state) -> list[entities.Contribution]:
-        """Memoised per customer: they cover all of a customer's kept orders, so computing them
-        costs more the longer its history (a state compares in a fraction of that)."""
+        """Memoised per customer with its walk (a state compares in a fraction of the time its
+        contributions take; after a new last order only the walk is known, not the whole list)."""
         cached = self._customer_cache.get(customer_id)
-        if cached is not None and (cached[0] is state or cached[0] == state):
-            return cached[1]
-        contributions = customers.customer_contributions(customer_id, state, self.tz, self.horizon_days)
+        if cached is not None and cached[2] is not None and (cached[0] is state or cached[0] == state):
+            return cached[2]
+        if state is None or (not state.orders and state.history is None):
+            return []
+        walk = customers.Walk.start(customer_id, state, self.tz, self.horizon_days)
+        contributions = walk.step(state.orders) + walk.ending()
+        self._remember_customer(customer_id, state, walk, contributions)
+        return contributions
+
+    def _remember_customer(self, customer_id: str, state, walk, contributions) -> None:
         if len(self._customer_cache) >= CUSTOMER_CACHE_SIZE:
             self._customer_cache.clear()
-        self._customer_cache[customer_id] = (state, contributions)
-        return contributions
+        self._customer_cache[customer_id] = (state, walk, contributions)
 
     def apply(self, store: Mapping[str, dict[str, Any]], events: Iterable[SourceEvent],
               watermarks: Mapping[tuple[str, int], int] | None = None) -> BatchResult:
@@ -264,7 +302,8 @@ class Aggregator:
         """
         now = self.clock()
         self._today = now.astimezone(self.tz).date() if self.retention.bucket_days else None
-        self._bucket_cache = {}
+        if self._today != self._bucket_cache_today:
+            self._bucket_cache, self._bucket_cache_today = {}, self._today
         result = BatchResult()
         changed: dict[str, tuple[Any, Any]] = {}  # entity rows changed in this batch: (offsets, state)
 
@@ -275,7 +314,7 @@ class Aggregator:
             stored = store.get(key)
             if stored is None:
                 return None, None
-            return stored["o"], states.state_from_json(stored["s"])
+            return stored["o"], self._decoded(key, stored["s"])
 
         def measure_row(k: str) -> dict[str, Any]:
             row = result.measures.get(k)
@@ -381,7 +420,9 @@ class Aggregator:
             write(partition, topic, groups, result.watermarks[(topic, partition)])
 
         for key, (offsets, state) in changed.items():
-            result.entities[key] = {"o": offsets, "s": states.state_to_json(state)}
+            encoded = states.state_to_json(state)
+            self._remember(key, encoded, state)
+            result.entities[key] = {"o": offsets, "s": encoded}
         return result
 
 

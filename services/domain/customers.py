@@ -149,53 +149,118 @@ def customer_contributions(customer_id: str, state: CustomerState | None, tz: Zo
     """What the customer contributes, but for the final figures of its frozen history."""
     if state is None or (not state.orders and state.history is None):
         return []
-    horizon = timedelta(days=horizon_days)
-    orders, history = state.orders, state.history
-    life_dims = (("all", "all"), ("sector", state.sector or UNKNOWN))
-    out: list[Contribution] = []
+    walk = Walk.start(customer_id, state, tz, horizon_days)
+    return walk.step(state.orders) + walk.ending()
 
-    if history is None:
-        first = orders[0]
-        out.append(Contribution(first.placed_at, life_dims + rep_dims(first.rep_id, first.team, first.region)[1:] + (
-            ("channel", first.channel or UNKNOWN),), (("new_customers", 1),)))
 
-    # Active spells: activation at a spell's first order, loss when the horizon runs out after
-    # its last order (or at a churn before that), unless the next order came first.
-    times = [o.placed_at for o in orders]
-    if history is not None and history.spell_start_at is not None:
-        times.insert(0, history.last_at)
-    spell_start = history.spell_start_at if history is not None and history.spell_start_at else (
-        times[0] if times else None)
-    for i, at in enumerate(times):
-        following = times[i + 1] if i + 1 < len(times) else None
-        end = _spell_end(at, following, state.churned_at, horizon)
-        if following is not None and following < end:
-            continue
-        lifetime_s = int((at - spell_start).total_seconds())
-        out.append(Contribution(spell_start, life_dims, (("activations", 1),), WINDOW_PERIODS))
-        out.append(Contribution(end, life_dims, (("losses", 1), ("lost_lifetime_s", lifetime_s)), WINDOW_PERIODS))
-        spell_start = following
+def extends(old: CustomerState | None, new: CustomerState | None) -> bool:
+    """Whether `new` is `old` with orders added after its last one and nothing else changed
+    (a customer's usual next order): a Walk of `old` then walks on over the new orders."""
+    if old is None or new is None or len(new.orders) <= len(old.orders):
+        return False
+    if new.churned_at != old.churned_at or new.sector != old.sector or new.history != old.history:
+        return False
+    return all(a is b or a == b for a, b in zip(old.orders, new.orders))
 
-    # Per period bucket: buyers and repeat buyers; new revenue (orders in the bucket of the
-    # customer's first order); recurring revenue (orders with another within the horizon before).
-    first_buckets = bucket_starts(history.first_at if history is not None else orders[0].placed_at, tz)
-    buckets: dict[tuple[str, str], list] = {  # (kind, start) -> [orders, first moment]
-        (b.kind, b.start): [b.count, b.first_at] for b in (history.buckets if history is not None else ())}
-    previous = history.last_at if history is not None else None
-    for order in orders:
-        starts = bucket_starts(order.placed_at, tz)
-        for kind in PERIODS:
-            bucket = buckets.setdefault((kind, starts[kind].isoformat()), [0, order.placed_at])
-            bucket[0] += 1
-        order_dims = rep_dims(order.rep_id, order.team, order.region) + (
-            ("customer", customer_id), ("sector", state.sector or UNKNOWN), ("channel", order.channel or UNKNOWN))
-        new_in = tuple(kind for kind in PERIODS if starts[kind] == first_buckets[kind])
-        if new_in:
-            out.append(Contribution(order.placed_at, order_dims, (("new_revenue_cents", order.revenue_cents),), new_in))
-        if previous is not None and order.placed_at - previous < horizon:
-            out.append(Contribution(order.placed_at, order_dims, (("recurring_revenue_cents", order.revenue_cents),)))
-        previous = order.placed_at
-    for (kind, _), (count, moment) in buckets.items():
+
+class Walk:
+    """A customer's contributions as a walk over its orders, oldest first: the figures of an
+    order are given when the walk reaches it, or, for an active spell and a period bucket,
+    when a later order shows that it has ended; `ending()` gives those still open.
+
+    So contributions(state) = step(orders) + ending(), and after a new last order,
+    contributions(new) - contributions(old) = step(new orders) + ending() - the old ending():
+    a few contributions instead of all of them again (the walk is copied, then stepped on).
+    """
+
+    __slots__ = ("customer_id", "tz", "horizon", "churns", "history", "life_dims", "sector", "first_buckets",
+                 "walked", "previous", "spell_start", "last", "open")
+
+    @classmethod
+    def start(cls, customer_id: str, state: CustomerState, tz: ZoneInfo, horizon_days: int) -> "Walk":
+        walk = cls()
+        walk.customer_id, walk.tz, walk.horizon = customer_id, tz, timedelta(days=horizon_days)
+        walk.churns = state.churned_at
+        history = walk.history = state.history
+        walk.sector = state.sector or UNKNOWN
+        walk.life_dims = (("all", "all"), ("sector", walk.sector))
+        walk.first_buckets = bucket_starts(history.first_at, tz) if history is not None else None
+        walk.walked = 0
+        walk.previous = history.last_at if history is not None else None  # for recurring revenue
+        open_spell = history is not None and history.spell_start_at is not None
+        walk.spell_start = history.spell_start_at if open_spell else None
+        walk.last = history.last_at if open_spell else None  # the open spell's latest moment
+        walk.open = {}  # period kind -> [start, orders, first moment] of its latest bucket
+        # A history keeps one bucket per kind, the one around its freeze moment (freeze): later
+        # orders fall in it or after it.
+        for b in history.buckets if history is not None else ():
+            walk.open[b.kind] = [b.start, b.count, b.first_at]
+        return walk
+
+    def copy(self) -> "Walk":
+        walk = Walk()
+        for name in Walk.__slots__:
+            setattr(walk, name, getattr(self, name))
+        walk.open = {kind: list(bucket) for kind, bucket in self.open.items()}
+        return walk
+
+    def step(self, orders: tuple[CustomerOrder, ...]) -> list[Contribution]:
+        """Walk on over `orders` (placed after every order walked so far); what they settle."""
+        out: list[Contribution] = []
+        churns = self.churns
+        life_dims, sector, horizon = self.life_dims, self.sector, self.horizon
+        for order in orders:
+            at = order.placed_at
+            starts = bucket_starts(at, self.tz)
+            if self.first_buckets is None:  # the customer's first order
+                self.first_buckets = starts
+                out.append(Contribution(at, life_dims + rep_dims(order.rep_id, order.team, order.region)[1:] + (
+                    ("channel", order.channel or UNKNOWN),), (("new_customers", 1),)))
+            # Spells: activation at a spell's first order, loss when the horizon runs out after
+            # its last order (or at a churn before that), unless the next order came first.
+            if self.last is None:
+                self.spell_start = at
+            else:
+                end = _spell_end(self.last, at, churns, horizon)
+                if at >= end:
+                    out += self._spell(end)
+                    self.spell_start = at
+            self.last = at
+            order_dims = rep_dims(order.rep_id, order.team, order.region) + (
+                ("customer", self.customer_id), ("sector", sector), ("channel", order.channel or UNKNOWN))
+            first = self.first_buckets
+            new_in = tuple(kind for kind in PERIODS if starts[kind] == first[kind])
+            if new_in:
+                out.append(Contribution(at, order_dims, (("new_revenue_cents", order.revenue_cents),), new_in))
+            if self.previous is not None and at - self.previous < horizon:
+                out.append(Contribution(at, order_dims, (("recurring_revenue_cents", order.revenue_cents),)))
+            self.previous = at
+            # Period buckets: buyers and repeat buyers, given once a later order opens the next one.
+            for kind in PERIODS:
+                start = starts[kind].isoformat()
+                bucket = self.open.get(kind)
+                if bucket is not None and bucket[0] == start:
+                    bucket[1] += 1
+                    continue
+                if bucket is not None:
+                    out.append(self._bucket(kind, bucket))
+                self.open[kind] = [start, 1, at]
+            self.walked += 1
+        return out
+
+    def ending(self) -> list[Contribution]:
+        """What the open spell and the open buckets contribute (the walk is not changed)."""
+        out = [self._bucket(kind, bucket) for kind, bucket in self.open.items()]
+        if self.last is not None:
+            out += self._spell(_spell_end(self.last, None, self.churns, self.horizon))
+        return out
+
+    def _spell(self, end: datetime) -> list[Contribution]:
+        lifetime_s = int((self.last - self.spell_start).total_seconds())
+        return [Contribution(self.spell_start, self.life_dims, (("activations", 1),), WINDOW_PERIODS),
+                Contribution(end, self.life_dims, (("losses", 1), ("lost_lifetime_s", lifetime_s)), WINDOW_PERIODS)]
+
+    def _bucket(self, kind: str, bucket: list) -> Contribution:
+        _, count, moment = bucket
         measures = (("buyers", 1), ("repeat_buyers", 1)) if count > 1 else (("buyers", 1),)
-        out.append(Contribution(moment, life_dims, measures, (kind,)))
-    return out
+        return Contribution(moment, self.life_dims, measures, (kind,))

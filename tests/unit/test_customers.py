@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from salespulse.domain.aggregation import Aggregator
+from salespulse.domain.aggregation import Aggregator, expand
 from salespulse.domain.customers import CustomerState, customer_contributions, freeze, with_churn, with_order
 from salespulse.domain.entities import OrderState
 from salespulse.domain.money import CurrencyConverter
@@ -176,6 +176,43 @@ def test_freezing_old_orders_changes_no_figure(log):
         rows_of(customer_contributions("c", state, TZ, horizon), -1, booked_rows)
         rows_of(customer_contributions("c", new, TZ, horizon), +1, booked_rows)
         state = new
+    expected: dict = defaultdict(dict)
+    rows_of(customer_contributions("c", whole, TZ, horizon), +1, expected)
+
+    def nonzero(rows):
+        return {(k, name): v for k, measures in rows.items() for name, v in measures.items() if v}
+
+    assert nonzero(booked_rows) == nonzero(expected)
+
+
+@settings(max_examples=400, deadline=None)
+@given(customer_logs())
+def test_booking_a_new_last_order_by_walking_on_gives_the_figures_of_the_whole_history(log):
+    """The aggregator books a customer's next order by walking on from its last state (Walk)
+    and anything else (a late order, a cancellation, a churn, a freeze) by netting everything;
+    either way the booked figures are those of the whole history computed at once."""
+    events, horizon = log
+    aggregator = Aggregator(TZ, CurrencyConverter("EUR"), horizon_days=horizon)
+    groups: dict = {}
+    state = whole = None
+    orders: dict[str, OrderState] = {}
+    for _, kind, order_id, at in events:
+        if kind == "freeze":
+            state = freeze(state, at, TZ, horizon) if state is not None else None
+            continue
+        if kind == "churn":
+            new, _ = with_churn(state, at)
+            whole, _ = with_churn(whole, at)
+        else:
+            placed = orders.get(order_id) or OrderState(placed_at=at, rep_id="rep-1", customer_id="c",
+                                                        revenue_cents=1_000 + len(orders))
+            orders[order_id] = replace(placed, cancelled_at=at + timedelta(days=1)) if kind == "cancel" else placed
+            new = with_order(state, order_id, orders[order_id])
+            whole = with_order(whole, order_id, orders[order_id])
+        aggregator.customer_groups("c", state, new, groups)
+        state = new
+    booked_rows: dict = defaultdict(dict)
+    expand(groups, booked_rows)
     expected: dict = defaultdict(dict)
     rows_of(customer_contributions("c", whole, TZ, horizon), +1, expected)
 
