@@ -92,7 +92,9 @@ def aggregator_only(messages: Iterable[Message], tz: ZoneInfo, partitions: int, 
     from salespulse.domain.directory import Directory
     from salespulse.domain.money import CurrencyConverter
     from salespulse.domain.retention import Retention
+    from salespulse.processor.app import tune_gc
 
+    tune_gc()  # as the processor does
     offsets: dict[tuple[str, int], int] = {}
     events = []
     for topic, key, value in messages:

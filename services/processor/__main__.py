@@ -17,7 +17,7 @@ import signal
 from prometheus_client import start_http_server
 
 from salespulse.contracts.topics import ensure_topics
-from salespulse.processor.app import Worker
+from salespulse.processor.app import Worker, tune_gc
 from salespulse.settings import get_settings
 
 log = logging.getLogger("salespulse.processor")
@@ -45,6 +45,7 @@ async def serve() -> None:
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    tune_gc()
     asyncio.run(serve())
 
 

@@ -16,6 +16,7 @@ writes the state and publishes.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 import zlib
@@ -69,6 +70,16 @@ async def let_others_run() -> None:
     the timers that fall due meanwhile, so they would wait for the next chunk as well."""
     await asyncio.sleep(0.001)
 RESYNC_INTERVAL_SECONDS = 2.0
+
+# Python's cycle collector runs a young collection every 700 container allocations and a full
+# one (every object: the worker's rows are millions) every 100 young ones: on a long replay that
+# cost grew with the state (a 300,000-event replay, domain code only: 281 us an event at the
+# end with the defaults, 205 with these). The rows hold no reference cycles; refcounting frees them.
+GC_THRESHOLDS = (100_000, 20, 100)
+
+
+def tune_gc() -> None:
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def _num(x):
