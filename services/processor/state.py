@@ -260,10 +260,22 @@ class Standby:
         return sum(len(replay.data) for replay in self.copies.values())
 
     async def run(self) -> None:
-        """Follow the partitions named by `follow`, until cancelled."""
+        """Follow the partitions named by `follow`, until cancelled; a failure (the broker gone
+        for a while) is logged and the copies read on from where they were."""
+        while True:
+            try:
+                await self._follow()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - a takeover meanwhile reads more of the changelog, that is all
+                log.exception("standby copies stopped following the changelog; again in 5 s")
+                await asyncio.sleep(5)
+
+    async def _follow(self) -> None:
         self.consumer = AIOKafkaConsumer(**self.client, enable_auto_commit=False, auto_offset_reset="earliest",
                                          max_partition_fetch_bytes=8 * 2**20)
         await self.consumer.start()
+        self.changed.set()  # (re)assign the partitions to this consumer
         try:
             while True:
                 if self.changed.is_set():
