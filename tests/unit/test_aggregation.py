@@ -168,12 +168,9 @@ def test_summing_fresh_events_per_batch_gives_the_rows_of_event_by_event_booking
     assert entity_rows(fast) == entity_rows(slow)
 
 
-@settings(max_examples=200)
-@given(event_logs(), st.data())
-def test_a_crash_with_watermarks_then_redelivery_gives_the_clean_result(log, data):
-    """As above, on the fast path: the restarted worker's watermarks come from what survived."""
-    clean, sources = run(log)
-    everything = {(s.topic, s.partition) for s in sources}
+def crash_mid_batch(sources, everything, data):
+    """Commit a drawn number of `sources` in batches of 3 on the fast path, then apply the rest
+    as one batch in flight: (store, the in-flight events, their result, not yet written)."""
     store: dict = {}
     committed = data.draw(st.integers(0, len(sources)), label="committed events")
     marks = watermarks(store, everything)
@@ -183,7 +180,16 @@ def test_a_crash_with_watermarks_then_redelivery_gives_the_clean_result(log, dat
         store.update(result.measures)
         store.update(result.entities)
     in_flight = sources[committed:]
-    result = aggregator.apply(store, in_flight, marks)
+    return store, in_flight, aggregator.apply(store, in_flight, marks)
+
+
+@settings(max_examples=200)
+@given(event_logs(), st.data())
+def test_a_crash_with_watermarks_then_redelivery_gives_the_clean_result(log, data):
+    """As above, on the fast path: the restarted worker's watermarks come from what survived."""
+    clean, sources = run(log)
+    everything = {(s.topic, s.partition) for s in sources}
+    store, in_flight, result = crash_mid_batch(sources, everything, data)
     writes = list(result.measures.items()) + list(result.entities.items())
     survived = data.draw(st.integers(0, len(writes)), label="rows written before the crash")
     store.update(writes[:survived])
@@ -249,16 +255,7 @@ def test_a_crash_then_redelivery_interleaved_anew_gives_the_clean_result(log, da
     clean, _ = run(log)
     _, sources = run(log, partitions=2)
     everything = {(s.topic, s.partition) for s in sources}
-    store: dict = {}
-    committed = data.draw(st.integers(0, len(sources)), label="committed events")
-    marks = watermarks(store, everything)
-    for i in range(0, committed, 3):
-        result = aggregator.apply(store, sources[i:min(i + 3, committed)], marks)
-        marks.update(result.watermarks)
-        store.update(result.measures)
-        store.update(result.entities)
-    in_flight = sources[committed:]
-    result = aggregator.apply(store, in_flight, marks)
+    store, in_flight, result = crash_mid_batch(sources, everything, data)
     durable = data.draw(st.sets(st.sampled_from([0, 1])), label="partitions whose write was complete")
     store.update({k: v for k, v in (result.measures | result.entities).items() if key_partition(k) in durable})
     redelivered = aggregator.apply(store, interleaved(in_flight, rnd), watermarks(store, everything))

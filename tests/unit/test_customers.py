@@ -149,6 +149,39 @@ def rows_of(contributions, sign, into):
     Aggregator(TZ, CurrencyConverter("EUR")).rows(old, new, into)
 
 
+def lived(events, horizon):
+    """A customer log as the processor lives it: (kind, state before, state after, moment) per
+    event, old orders folded at each freeze."""
+    state = None
+    orders: dict[str, OrderState] = {}
+    for _, kind, order_id, at in events:
+        if kind == "freeze":
+            new = freeze(state, at, TZ, horizon) if state is not None else None
+        elif kind == "churn":
+            new, _ = with_churn(state, at)
+        else:
+            placed = orders.get(order_id) or OrderState(placed_at=at, rep_id="rep-1", customer_id="c",
+                                                        revenue_cents=1_000 + len(orders))
+            orders[order_id] = replace(placed, cancelled_at=at + timedelta(days=1)) if kind == "cancel" else placed
+            new = with_order(state, order_id, orders[order_id])
+        yield kind, state, new, at
+        state = new
+
+
+def whole_history(events, horizon) -> dict:
+    """The rows of the customer's whole history (nothing folded), computed at once."""
+    whole = None
+    for _, _, whole, _ in lived([e for e in events if e[1] != "freeze"], horizon):
+        pass
+    expected: dict = defaultdict(dict)
+    rows_of(customer_contributions("c", whole, TZ, horizon), +1, expected)
+    return nonzero(expected)
+
+
+def nonzero(rows) -> dict:
+    return {(k, name): v for k, measures in rows.items() for name, v in measures.items() if v}
+
+
 @settings(max_examples=400, deadline=None)
 @given(customer_logs())
 def test_freezing_old_orders_changes_no_figure(log):
@@ -156,33 +189,14 @@ def test_freezing_old_orders_changes_no_figure(log):
     of the whole history computed at once, and the frozen state holds only its recent orders."""
     events, horizon = log
     booked_rows: dict = defaultdict(dict)
-    state = whole = None
-    orders: dict[str, OrderState] = {}
-    for _, kind, order_id, at in events:
+    for kind, state, new, at in lived(events, horizon):
         if kind == "freeze":
-            state = freeze(state, at, TZ, horizon) if state is not None else None
-            assert state is None or all(o.placed_at >= at for o in state.orders)
-            assert state is None or freeze(state, at, TZ, horizon) == state  # an hourly pass rewrites nothing new
+            assert new is None or all(o.placed_at >= at for o in new.orders)
+            assert new is None or freeze(new, at, TZ, horizon) == new  # an hourly pass rewrites nothing new
             continue
-        if kind == "churn":
-            new, _ = with_churn(state, at)
-            whole, _ = with_churn(whole, at)
-        else:
-            placed = orders.get(order_id) or OrderState(placed_at=at, rep_id="rep-1", customer_id="c",
-                                                        revenue_cents=1_000 + len(orders))
-            orders[order_id] = replace(placed, cancelled_at=at + timedelta(days=1)) if kind == "cancel" else placed
-            new = with_order(state, order_id, orders[order_id])
-            whole = with_order(whole, order_id, orders[order_id])
         rows_of(customer_contributions("c", state, TZ, horizon), -1, booked_rows)
         rows_of(customer_contributions("c", new, TZ, horizon), +1, booked_rows)
-        state = new
-    expected: dict = defaultdict(dict)
-    rows_of(customer_contributions("c", whole, TZ, horizon), +1, expected)
-
-    def nonzero(rows):
-        return {(k, name): v for k, measures in rows.items() for name, v in measures.items() if v}
-
-    assert nonzero(booked_rows) == nonzero(expected)
+    assert nonzero(booked_rows) == whole_history(events, horizon)
 
 
 @settings(max_examples=400, deadline=None)
@@ -194,29 +208,9 @@ def test_booking_a_new_last_order_by_walking_on_gives_the_figures_of_the_whole_h
     events, horizon = log
     aggregator = Aggregator(TZ, CurrencyConverter("EUR"), horizon_days=horizon)
     groups: dict = {}
-    state = whole = None
-    orders: dict[str, OrderState] = {}
-    for _, kind, order_id, at in events:
-        if kind == "freeze":
-            state = freeze(state, at, TZ, horizon) if state is not None else None
-            continue
-        if kind == "churn":
-            new, _ = with_churn(state, at)
-            whole, _ = with_churn(whole, at)
-        else:
-            placed = orders.get(order_id) or OrderState(placed_at=at, rep_id="rep-1", customer_id="c",
-                                                        revenue_cents=1_000 + len(orders))
-            orders[order_id] = replace(placed, cancelled_at=at + timedelta(days=1)) if kind == "cancel" else placed
-            new = with_order(state, order_id, orders[order_id])
-            whole = with_order(whole, order_id, orders[order_id])
-        aggregator.customer_groups("c", state, new, groups)
-        state = new
+    for kind, state, new, _ in lived(events, horizon):
+        if kind != "freeze":
+            aggregator.customer_groups("c", state, new, groups)
     booked_rows: dict = defaultdict(dict)
     expand(groups, booked_rows)
-    expected: dict = defaultdict(dict)
-    rows_of(customer_contributions("c", whole, TZ, horizon), +1, expected)
-
-    def nonzero(rows):
-        return {(k, name): v for k, measures in rows.items() for name, v in measures.items() if v}
-
-    assert nonzero(booked_rows) == nonzero(expected)
+    assert nonzero(booked_rows) == whole_history(events, horizon)
