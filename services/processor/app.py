@@ -6,8 +6,8 @@ co-partitioned); before it handles an event of a partition it restores that part
 from the state changelog, and it commits an offset only once every row the event changed is
 durable in the changelog. So a crash at any point loses nothing (Kafka redelivers from the
 committed offset) and counts nothing twice (a restore keeps a batch's rows of a partition all
-or none, and rows remember the source offset they last applied). One batch is handled at a time: the processor is single-threaded per worker; more
-workers share the partitions.
+or none, and rows remember the source offset they last applied). One batch is handled at a
+time: the processor is single-threaded per worker; more workers share the partitions.
 
 The Processor turns a batch into rows with the domain's Aggregator; it only decodes, routes,
 writes the state and publishes.

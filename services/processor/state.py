@@ -180,7 +180,9 @@ class State:
         try:
             consumer.assign(tps)
             ends = await consumer.end_offsets(tps)
-            await consumer.seek_to_beginning(*[tp for tp in tps if tp.partition not in warm])
+            cold = [tp for tp in tps if tp.partition not in warm]
+            if cold:  # (none given would seek every partition)
+                await consumer.seek_to_beginning(*cold)
             for tp in tps:
                 if tp.partition in warm:
                     consumer.seek(tp, warm[tp.partition][2])
@@ -191,7 +193,8 @@ class State:
                     for record in records:
                         if record.offset >= ends[tp]:
                             break
-                        record_row(orjson.loads(record.key), None if record.value is None else orjson.loads(record.value))
+                        value = None if record.value is None else orjson.loads(record.value)
+                        record_row(orjson.loads(record.key), value)
                         read += 1
                     if await consumer.position(tp) >= ends[tp]:
                         todo.discard(tp)
