@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
@@ -93,21 +94,26 @@ def _convert(name: str, value: Any) -> Any:
     return value
 
 
+def _converter(name: str) -> Callable[[Any], Any]:
+    """How a validated JSON value of field `name` becomes the domain's (chosen once per field)."""
+    if name == "lines":
+        return lambda lines: tuple(
+            OrderLine(**{k: _convert(k, line[k]) for k in ("product", "quantity", "unit_price", "unit_cost")})
+            for line in lines)
+    if name == "participants":
+        return tuple
+    if name.endswith("_at") or name in _MONEY_FIELDS:
+        return lambda value: _convert(name, value)
+    return lambda value: value
+
+
+# Event class -> (field name, converter) of each of its fields, in declaration order.
+_FIELDS: dict[type, tuple[tuple[str, Callable[[Any], Any]], ...]] = {
+    cls: tuple((f.name, _converter(f.name)) for f in fields(cls)) for cls in EVENT_CLASSES.values()}
+
+
 def _build(cls: type, data: dict[str, Any]):
-    kwargs = {}
-    for f in fields(cls):
-        if f.name not in data:
-            continue
-        if f.name == "lines":
-            kwargs["lines"] = tuple(
-                OrderLine(**{k: _convert(k, line[k]) for k in ("product", "quantity", "unit_price", "unit_cost")})
-                for line in data["lines"]
-            )
-        elif f.name == "participants":
-            kwargs["participants"] = tuple(data["participants"])
-        else:
-            kwargs[f.name] = _convert(f.name, data[f.name])
-    return cls(**kwargs)
+    return cls(**{name: convert(data[name]) for name, convert in _FIELDS[cls] if name in data})
 
 
 def parse_event(doc: Any) -> Envelope:
