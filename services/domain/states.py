@@ -107,6 +107,13 @@ def _field_names(cls: type) -> tuple[str, ...]:
     return names
 
 
+# Nested records (a customer's orders, an order's lines) encoded, by identity: records are
+# immutable and a customer's next state keeps its orders, so a state of 200 orders written
+# again after one more order encodes one. Forgotten at once when full.
+_ENCODED: dict[int, tuple[Any, list]] = {}
+ENCODED_CACHE_SIZE = 200_000
+
+
 def _encode(value: Any) -> Any:
     """Runs for every field of every entity row a batch writes: types are tested cheapest first."""
     if value is None or type(value) in (str, int, bool):
@@ -116,7 +123,14 @@ def _encode(value: Any) -> Any:
     if isinstance(value, tuple):
         return [_encode(v) for v in value]
     if is_dataclass(value):
-        return [_encode(getattr(value, name)) for name in _field_names(type(value))]
+        cached = _ENCODED.get(id(value))
+        if cached is not None and cached[0] is value:
+            return cached[1]
+        encoded = [_encode(getattr(value, name)) for name in _field_names(type(value))]
+        if len(_ENCODED) >= ENCODED_CACHE_SIZE:
+            _ENCODED.clear()
+        _ENCODED[id(value)] = (value, encoded)  # keeps `value` alive, so its id is not reused meanwhile
+        return encoded
     return value
 
 
