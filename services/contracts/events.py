@@ -102,8 +102,10 @@ def _converter(name: str) -> Callable[[Any], Any]:
             for line in lines)
     if name == "participants":
         return tuple
-    if name.endswith("_at") or name in _MONEY_FIELDS:
-        return lambda value: _convert(name, value)
+    if name.endswith("_at"):
+        return lambda value: None if value is None else _moment(name, value)
+    if name in _MONEY_FIELDS:
+        return lambda value: None if value is None else to_decimal(value)
     return lambda value: value
 
 

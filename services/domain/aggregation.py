@@ -276,11 +276,9 @@ class Aggregator:
         cached = self._customer_cache.get(customer_id)
         if cached is not None and cached[2] is not None and (cached[0] is state or cached[0] == state):
             return cached[2]
-        if state is None or (not state.orders and state.history is None):
-            return []
-        walk = customers.Walk.start(customer_id, state, self.tz, self.horizon_days)
-        contributions = walk.step(state.orders) + walk.ending()
-        self._remember_customer(customer_id, state, walk, contributions)
+        walk, contributions = customers.walked(customer_id, state, self.tz, self.horizon_days)
+        if walk is not None:
+            self._remember_customer(customer_id, state, walk, contributions)
         return contributions
 
     def _remember_customer(self, customer_id: str, state, walk, contributions) -> None:

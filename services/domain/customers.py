@@ -147,10 +147,17 @@ def freeze(state: CustomerState, before: datetime, tz: ZoneInfo,
 def customer_contributions(customer_id: str, state: CustomerState | None, tz: ZoneInfo,
                            horizon_days: int = DEFAULT_HORIZON_DAYS) -> list[Contribution]:
     """What the customer contributes, but for the final figures of its frozen history."""
+    return walked(customer_id, state, tz, horizon_days)[1]
+
+
+def walked(customer_id: str, state: CustomerState | None, tz: ZoneInfo,
+           horizon_days: int = DEFAULT_HORIZON_DAYS) -> tuple["Walk | None", list[Contribution]]:
+    """The walk over all of the customer's orders (None when it has none to walk) and its
+    contributions (customer_contributions)."""
     if state is None or (not state.orders and state.history is None):
-        return []
+        return None, []
     walk = Walk.start(customer_id, state, tz, horizon_days)
-    return walk.step(state.orders) + walk.ending()
+    return walk, walk.step(state.orders) + walk.ending()
 
 
 def extends(old: CustomerState | None, new: CustomerState | None) -> bool:

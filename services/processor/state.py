@@ -259,9 +259,6 @@ class Standby:
                   for key, value in replay.since_marker.get(partition, {}).items()}
         return rows, before if partition in replay.since_marker else None, position
 
-    def rows(self) -> int:
-        return sum(len(replay.data) for replay in self.copies.values())
-
     async def run(self) -> None:
         """Follow the partitions named by `follow`, until cancelled; a failure (the broker gone
         for a while) is logged and the copies read on from where they were."""
