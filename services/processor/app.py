@@ -41,6 +41,7 @@ from salespulse.domain.aggregation import (
     RowKey,
     SourceEvent,
     deadletter_key,
+    key_partition,
     parse_measure_key,
     plan_expiry,
     watermarks,
@@ -70,6 +71,7 @@ async def let_others_run() -> None:
     the timers that fall due meanwhile, so they would wait for the next chunk as well."""
     await asyncio.sleep(0.001)
 RESYNC_INTERVAL_SECONDS = 2.0
+MAX_RETRY_SECONDS = 30.0  # the longest wait between two attempts to restore partitions
 
 # Python's cycle collector runs a young collection every 700 container allocations and a full
 # one (every object: the worker's rows are millions) every 100 young ones: on a long replay that
@@ -334,16 +336,19 @@ class Processor:
             log.warning("Redis unavailable (%s); %d rows gone from the state will be dropped from it later",
                         exc, len(self.gone_from_redis))
 
-    def own(self, partitions: set[int], undone: dict[str, Any | None] | None = None) -> None:
+    def own(self, partitions: set[int], undone: dict[str, Any | None] | None = None,
+            unchanged: set[int] = frozenset()) -> None:
         """Partitions whose rows were just restored (`undone`: rows a restore put back, None
-        for gone; Redis may have their unfinished values): handled from now on."""
+        for gone; Redis may have their unfinished values): handled from now on. `unchanged`:
+        those of them this worker kept over a rebalance with nothing read or undone since: Redis
+        has what it published of them (or they are dirty still), so they are not copied again."""
         for key, row in (undone or {}).items():
             parsed = parse_measure_key(key)
             if parsed is not None and row is None:
                 self.gone_from_redis.append((parsed[1], parsed[0], parsed[2]))
         self.owned |= partitions
         self.watermarks.update(watermarks(self.table.data, [(t, p) for t in SOURCE_TOPICS for p in partitions]))
-        self.dirty |= {f"{topic}/{p}" for topic in SOURCE_TOPICS for p in partitions}
+        self.dirty |= {f"{topic}/{p}" for topic in SOURCE_TOPICS for p in partitions - unchanged}
 
     def disown(self, partitions: set[int]) -> None:
         self.owned -= partitions
@@ -375,6 +380,7 @@ class Processor:
                         rows.append((parsed[1], parsed[0], parsed[2], row["m"]))
                 for i in range(0, len(rows), 5000):
                     await self.readmodel.write_rows(rows[i:i + 5000])
+                metrics.RESYNCED_ROWS.inc(len(rows))
                 await self.readmodel.replace_records(self.directory.docs())  # Redis may be new
                 await self.readmodel.mark_synced(todo)
             except (RedisError, OSError) as exc:
@@ -413,6 +419,8 @@ class Worker(ConsumerRebalanceListener):
         self.standby = Standby(self.client, self.state.topic)
         self.standby_partitions: set[int] = set()  # as the last assignment named them
         self.parked: set[int] = set()  # revoked, rows kept until the next assignment says
+        self.unrestored: set[int] = set()  # assigned, but a restore failed: paused, retried (take)
+        self.retry_at, self.retry_delay = 0.0, 1.0
         self.processor = Processor(settings, self.producer, self.state, ReadModel.from_url(settings.redis_url))
         self.lock = asyncio.Lock()  # one batch, rebalance or timer job at a time
         self.ready = asyncio.Event()
@@ -442,23 +450,67 @@ class Worker(ConsumerRebalanceListener):
                 dropped = self.state.drop(let_go)
                 log.info("gave up partitions %s (%d rows)", sorted(let_go), dropped)
             self.parked = set()
-            new = mine - self.processor.owned
-            if new:
-                started = time.perf_counter()
-                warm = {p: copy for p in new - set(kept) if (copy := self.standby.take(p)) is not None}
-                read, undone = await self.state.restore(self.client, new, {**kept, **warm})
-                self.processor.own(new, undone)
-                metrics.RESTORED.labels("changelog").inc(read)
-                metrics.RESTORED.labels("standby").inc(sum(len(rows) for rows, _, _ in warm.values()))
-                log.info("took partitions %s: %d changelog records restored in %.1fs (%s)", sorted(new), read,
-                         time.perf_counter() - started, ", ".join(
-                             ([f"rows kept of {sorted(kept)}"] if kept else [])
-                             + ([f"on top of standby copies of {sorted(warm)}"] if warm else [])) or "from scratch")
-                metrics.STATE_ROWS.set(len(self.state))
-            self.standby.follow(self.standby_partitions - self.processor.owned)
+            self.unrestored = set()
+            await self.take(mine - self.processor.owned, kept)
+            self.standby.follow(self.standby_partitions - mine)
             metrics.STANDBY_PARTITIONS.set(len(self.standby.copies))
         await self.processor.resync()  # Redis gets every row of them, whatever it missed
         self.ready.set()
+
+    async def take(self, new: set[int], kept: dict[int, tuple] | None = None) -> None:
+        """Restore the rows of newly assigned partitions and handle them from now on (call with
+        the lock). `kept`: rows this worker kept of some of them over the rebalance.
+
+        If the restore fails (the broker unreachable, the changelog unreadable), the partitions
+        stay assigned but not handled: paused, their rows dropped (a retry reads them from
+        scratch), and taken again by the loop later. aiokafka would log an exception raised
+        here and go on as if the partitions were handled, so none is raised."""
+        if not new:
+            return
+        kept = kept or {}
+        started = time.perf_counter()
+        warm = {p: copy for p in new - set(kept) if (copy := self.standby.take(p)) is not None}
+        try:
+            read, undone = await self.state.restore(self.client, new, {**kept, **warm})
+        except Exception:  # noqa: BLE001 - retried by the loop; logged with its cause
+            self.state.drop(new)
+            self.unrestored = new
+            self.retry_at = time.monotonic() + self.retry_delay
+            log.exception("could not restore partitions %s; their events wait, next attempt in %.0f s",
+                          sorted(new), self.retry_delay)
+            self.retry_delay = min(self.retry_delay * 2, MAX_RETRY_SECONDS)
+            self.consumer.pause(*self.source_partitions(new))
+            metrics.UNRESTORED_PARTITIONS.set(len(new))
+            return
+        unchanged = {p for p in kept if not read[p]} - {key_partition(k) for k in undone}
+        self.processor.own(new, undone, unchanged)
+        if self.unrestored:
+            log.info("restored partitions %s after an earlier failure", sorted(self.unrestored))
+        self.unrestored, self.retry_delay = set(), 1.0
+        self.consumer.resume(*self.source_partitions(new))
+        metrics.UNRESTORED_PARTITIONS.set(0)
+        metrics.RESTORED.labels("changelog").inc(sum(read.values()))
+        metrics.RESTORED.labels("standby").inc(sum(len(rows) for rows, _, _ in warm.values()))
+        log.info("took partitions %s: %d changelog records restored in %.1fs (%s)", sorted(new), sum(read.values()),
+                 time.perf_counter() - started, ", ".join(
+                     ([f"rows kept of {sorted(kept)}"] if kept else [])
+                     + ([f"on top of standby copies of {sorted(warm)}"] if warm else [])) or "from scratch")
+        metrics.STATE_ROWS.set(len(self.state))
+
+    async def retry_restore(self) -> None:
+        """Take the partitions a failed restore left unhandled, if still assigned and it is time."""
+        if not self.unrestored or time.monotonic() < self.retry_at:
+            return
+        async with self.lock:
+            assigned = {tp.partition for tp in self.consumer.assignment() if tp.topic in SOURCE_TOPICS}
+            await self.take(self.unrestored & assigned - self.processor.owned)
+        if not self.unrestored:
+            await self.processor.resync()
+
+    def source_partitions(self, partitions: set[int]) -> list[TopicPartition]:
+        assigned = self.consumer.assignment()
+        return [tp for tp in (TopicPartition(t, p) for t in SOURCE_TOPICS for p in sorted(partitions))
+                if tp in assigned]
 
     # -- the loop ------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -473,6 +525,7 @@ class Worker(ConsumerRebalanceListener):
                   asyncio.create_task(self.watch_the_loop())]
         try:
             while not self.stopping.is_set():
+                await self.retry_restore()
                 batches = await self.consumer.getmany(timeout_ms=int(self.settings.processor_batch_seconds * 1000),
                                                       max_records=self.settings.processor_batch_size)
                 async with self.lock:

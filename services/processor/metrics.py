@@ -76,3 +76,11 @@ STANDBY_PARTITIONS = Gauge(
     "salespulse_processor_standby_partitions",
     "Partitions whose rows this worker keeps warm for a takeover (PROCESSOR_STANDBY_REPLICAS).",
 )
+RESYNCED_ROWS = Counter(
+    "salespulse_processor_resynced_rows_total",
+    "Rows copied whole to Redis because it lacked them: partitions taken over, or Redis restarted or unreachable.",
+)
+UNRESTORED_PARTITIONS = Gauge(
+    "salespulse_processor_unrestored_partitions",
+    "Source partitions assigned to this worker whose rows it could not restore yet (retried; their events wait).",
+)

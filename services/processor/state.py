@@ -147,15 +147,16 @@ class State:
                 self.positions[metadata.partition] = metadata.offset + 1
 
     async def restore(self, client: dict, partitions: Iterable[int], warm: Mapping[int, tuple] | None = None,
-                      ) -> tuple[int, dict[str, Any | None]]:
+                      ) -> tuple[dict[int, int], dict[str, Any | None]]:
         """Load the rows of `partitions` from the changelog, up to its end now, without the
         records of a write left unfinished, and undo those in the changelog too; then mark
         every partition (later records are ours, not an earlier version's). `warm`: standby
         copies (Standby.take) of some of them, read on from where they are. Returns (records
-        read from the changelog, the undone keys with the rows they are back to, None for gone)."""
+        read from the changelog per partition, the undone keys with the rows they are back to,
+        None for gone)."""
         partitions = sorted(set(partitions))
         if not partitions:
-            return 0, {}
+            return {}, {}
         read, undone = await self._read(client, partitions, warm or {})
         pending, _ = await self._send({key: row for key, row in undone.items() if row is not None},
                                       [key for key, row in undone.items() if row is None])
@@ -166,7 +167,7 @@ class State:
         return read, undone
 
     async def _read(self, client: dict, partitions: list[int], warm: Mapping[int, tuple],
-                    ) -> tuple[int, dict[str, Any | None]]:
+                    ) -> tuple[dict[int, int], dict[str, Any | None]]:
         tps = [TopicPartition(self.topic, p) for p in partitions]
         replay = Replay(self.data)
         for partition, (rows, before, _) in warm.items():
@@ -176,7 +177,7 @@ class State:
         consumer = AIOKafkaConsumer(**client, enable_auto_commit=False, auto_offset_reset="earliest",
                                     max_partition_fetch_bytes=8 * 2**20)
         await consumer.start()
-        read = 0
+        read = dict.fromkeys(partitions, 0)
         try:
             consumer.assign(tps)
             ends = await consumer.end_offsets(tps)
@@ -195,7 +196,7 @@ class State:
                             break
                         value = None if record.value is None else orjson.loads(record.value)
                         record_row(orjson.loads(record.key), value)
-                        read += 1
+                        read[tp.partition] += 1
                     if await consumer.position(tp) >= ends[tp]:
                         todo.discard(tp)
         finally:
