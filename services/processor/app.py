@@ -19,7 +19,6 @@ import asyncio
 import gc
 import logging
 import time
-import zlib
 from collections import ChainMap
 from collections.abc import Iterable
 from datetime import date, datetime, timezone
@@ -56,6 +55,7 @@ from salespulse.domain.valuation import value_row
 from salespulse.processor import metrics
 from salespulse.processor.directory import DirectoryFollower
 from salespulse.processor.assignment import StandbyAssignor
+from salespulse.processor.batching import Batches, partition_of
 from salespulse.processor.state import Standby, State
 from salespulse.readmodel import ReadModel
 from salespulse.settings import Settings
@@ -112,7 +112,7 @@ class KeyPartitioner:
     def __call__(self, key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
         if key is None:
             return DEFAULT_PARTITIONER(key, all_partitions, available)
-        return all_partitions[zlib.crc32(key) % len(all_partitions)]
+        return partition_of(key, sorted(all_partitions))
 
 
 class Processor:
@@ -284,7 +284,7 @@ class Processor:
                     self.unpushed.setdefault(row_key, set()).update(topics)
                 log.warning("Redis unavailable (%s); %d rows will be pushed when it is back", exc, len(touched))
                 return
-        producer, sent = self.producer, []
+        updates, partitions = Batches(self.producer, KPI_UPDATES), sorted(await self.producer.partitions_for(KPI_UPDATES))
         elapsed: dict[tuple[str, str], float] = {(SNAPSHOT, ""): 1.0}  # share of each bucket elapsed now
         for row_key, topics in touched.items():
             measures = merged[row_key]
@@ -300,9 +300,10 @@ class Processor:
                     continue
                 value = value_row(kpi, row_key, measures, book, now, self.tz, elapsed=share)
                 key, doc = kpi_update(kpi, row_key, value, as_of)
-                sent.append(await producer.send(KPI_UPDATES, doc, key=key))
-        await asyncio.gather(*sent)
-        metrics.KPI_UPDATES.inc(len(sent))
+                updates.add(partition_of(key, partitions), key, doc)
+        count = updates.count
+        await asyncio.gather(*(future for _, future in await updates.send()))
+        metrics.KPI_UPDATES.inc(count)
 
     async def expire(self) -> None:
         """Drop the rows retention is done with, from the table (its changelog) and Redis, and

@@ -23,6 +23,7 @@ a worker writes a marker as soon as it has restored a partition.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Iterable, Iterator, Mapping
 from typing import Any
@@ -31,6 +32,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from salespulse.domain.aggregation import key_partition
+from salespulse.processor.batching import Batches
 
 log = logging.getLogger(__name__)
 
@@ -112,39 +114,38 @@ class State:
         commit marker in every partition written: a restore keeps all of it or none of it, per
         partition. Returns the sends' futures; the caller awaits them before committing the
         events' offsets."""
-        pending, partitions = await self._send(rows, deleted)
-        return pending + await self._mark(partitions)
+        return await self._send(rows, deleted)
 
-    async def _send(self, rows: Mapping[str, Any], deleted: Iterable[str]) -> tuple[list[Awaitable], set[int]]:
-        send, topic, pending, partitions = self.producer.send, self.topic, [], set()
+    async def _send(self, rows: Mapping[str, Any], deleted: Iterable[str], mark: Iterable[int] = ()) -> list[Awaitable]:
+        """Write rows and deletions, then a commit marker in each partition written and in `mark`."""
+        batches, partitions, dumps = Batches(self.producer, self.topic), set(mark), orjson.dumps
         for key, value in rows.items():
             self.data[key] = value
             partition = key_partition(key)
             partitions.add(partition)
-            pending.append(await send(topic, orjson.dumps(value), key=orjson.dumps(key), partition=partition))
-            if len(pending) % 2000 == 0:
-                await asyncio.sleep(0.001)  # a send that needs no wait does not yield: let heartbeats run
+            batches.add(partition, dumps(key), dumps(value))
+            if batches.count % 5000 == 0:
+                await asyncio.sleep(0)  # let heartbeats run during a long write
         for key in deleted:
             self.data.pop(key, None)
             partition = key_partition(key)
             partitions.add(partition)
-            pending.append(await send(topic, None, key=orjson.dumps(key), partition=partition))
-        return pending, partitions
-
-    async def _mark(self, partitions: Iterable[int]) -> list[Awaitable]:
-        """Commit markers: every record of these partitions written so far is part of the state."""
+            batches.add(partition, dumps(key), None)
+        markers = {id(batch): (partition, offset) for partition in sorted(partitions)
+                   for batch, offset in [batches.add(partition, dumps(marker_key(partition)), b"{}")]}
         sent = []
-        for p in sorted(set(partitions)):
-            future = await self.producer.send(self.topic, b"{}", key=orjson.dumps(marker_key(p)), partition=p)
-            future.add_done_callback(self._marked)
+        for batch, future in await batches.send():
+            if id(batch) in markers:
+                future.add_done_callback(functools.partial(self._marked, *markers[id(batch)]))
             sent.append(future)
         return sent
 
-    def _marked(self, future: asyncio.Future) -> None:
+    def _marked(self, partition: int, offset: int, future: asyncio.Future) -> None:
+        """A marker is written (`offset` within its batch): a warm copy reads on from after it."""
         if not future.cancelled() and future.exception() is None:
-            metadata = future.result()
-            if metadata.offset + 1 > self.positions.get(metadata.partition, -1):
-                self.positions[metadata.partition] = metadata.offset + 1
+            position = future.result().offset + offset + 1
+            if position > self.positions.get(partition, -1):
+                self.positions[partition] = position
 
     async def restore(self, client: dict, partitions: Iterable[int], warm: Mapping[int, tuple] | None = None,
                       ) -> tuple[dict[int, int], dict[str, Any | None]]:
@@ -158,9 +159,8 @@ class State:
         if not partitions:
             return {}, {}
         read, undone = await self._read(client, partitions, warm or {})
-        pending, _ = await self._send({key: row for key, row in undone.items() if row is not None},
-                                      [key for key, row in undone.items() if row is None])
-        await asyncio.gather(*pending, *await self._mark(partitions))
+        await asyncio.gather(*await self._send({key: row for key, row in undone.items() if row is not None},
+                                               [key for key, row in undone.items() if row is None], partitions))
         if undone:
             log.warning("undid an unfinished write of %d rows in partitions %s (a worker stopped mid-write)",
                         len(undone), sorted({key_partition(k) for k in undone}))
