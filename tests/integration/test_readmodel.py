@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import redis.asyncio
+
 from salespulse.domain.aggregation import RowKey
-from salespulse.readmodel import ReadModel
+from salespulse.readmodel import ReadModel, _HiredisPacking, connect
 from tests.integration.conftest import unique
 
 
@@ -22,3 +24,28 @@ async def test_dropping_expired_parts_removes_a_row_only_once_no_part_is_left(re
         assert await readmodel.read_dimension("day", "2020-02-03", dim) == {other.key: {"calls_outbound": 1}}
     finally:
         await readmodel.close()
+
+
+async def test_commands_packed_by_hiredis_are_the_bytes_redis_py_packs_and_redis_answers_them(redis_url):
+    readmodel = ReadModel.from_url(redis_url)
+    try:
+        pool = readmodel.redis.connection_pool
+        assert issubclass(pool.connection_class, _HiredisPacking)
+        ours = pool.make_connection()
+        theirs = redis.asyncio.Connection()
+        for command in [("SCRIPT LOAD", "return 1"), ("HSET", "h", "é/3", b"\x00{\"m\": 1}"), ("EVALSHA", "ab", 2, "k", 7),
+                        ("SET", "k", 0.1), ("GET", "")]:
+            assert b"".join(ours.pack_command(*command)) == b"".join(theirs.pack_command(*command))
+        dim = unique("dim")
+        await readmodel.write_rows([("sales.calls", p, RowKey("day", "2020-02-03", dim, f"rep-{p}"), {"calls": p + 1})
+                                    for p in range(2500)])  # three script calls
+        rows = await readmodel.read_dimension("day", "2020-02-03", dim)
+        assert len(rows) == 2500 and rows["rep-2499"] == {"calls": 2500}
+    finally:
+        await readmodel.close()
+
+
+def test_every_kind_of_redis_url_gets_hiredis_packing():
+    for url in ("redis://127.0.0.1:1/0", "rediss://:secret@127.0.0.1:1/0", "unix:///tmp/none.sock"):
+        client = connect(url)
+        assert issubclass(client.connection_pool.connection_class, _HiredisPacking), url
