@@ -3,7 +3,8 @@
 Before a batch is aggregated, the follower asks Kafka for the end offsets of the directory
 topics and reads up to them. So a directory change the API acknowledged before an event was
 produced always applies to that event, at the cost of one ListOffsets request per batch; and
-a replay from the start sees the whole directory before its first event.
+a replay from the start sees the whole directory before its first event. Between syncs its
+partitions are paused, so no fetch waits on the broker in front of that request.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class DirectoryFollower:
                 raise RuntimeError(f"directory topics missing: {', '.join(sorted(missing))}")
             consumer.assign(self.partitions)
             await consumer.seek_to_beginning(*self.partitions)
+            consumer.pause(*self.partitions)  # fetched only when behind (_sync)
         except BaseException:
             await consumer.stop()
             raise
@@ -63,8 +65,24 @@ class DirectoryFollower:
         consumer = self.consumer
         end = await consumer.end_offsets(self.partitions)
         read = []
-        while [tp for tp in self.partitions if await consumer.position(tp) < end[tp]]:
-            for records in (await consumer.getmany(timeout_ms=1000)).values():
+        behind = [tp for tp in self.partitions if await consumer.position(tp) < end[tp]]
+        if not behind:
+            return read
+        # The partitions stay paused between syncs: a fetch waiting on the broker for new records
+        # (up to fetch_max_wait_ms, 500 ms) held back the next sync's ListOffsets answer on the
+        # same connection, and that wait was most of a batch's time under live load.
+        consumer.resume(*behind)
+        try:
+            read = await self._read_up_to(consumer, behind, end)
+        finally:
+            consumer.pause(*self.partitions)
+        return read
+
+    async def _read_up_to(self, consumer: AIOKafkaConsumer, behind: list[TopicPartition],
+                          end: dict[TopicPartition, int]) -> list[tuple[str, str, dict | None]]:
+        read = []
+        while [tp for tp in behind if await consumer.position(tp) < end[tp]]:
+            for records in (await consumer.getmany(*behind, timeout_ms=1000)).values():
                 for record in records:
                     try:
                         kind, key, doc = decode_record(record.topic, record.key, record.value)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from salespulse.domain.directory import Directory
+from salespulse.processor.directory import DirectoryFollower
 from tests.integration.conftest import cloudevent, send, unique
 from tests.integration.test_pipeline import expect
 
@@ -80,3 +82,20 @@ async def test_an_invalid_record_on_a_directory_topic_is_ignored_not_fatal(api, 
     await expect(api, rep, "2024-07-01", {"calls_outbound": 1})
     # The processor read both records before that batch (and copied valid ones to Redis first).
     assert (await api.get("/api/v1/directory/reps/mismatch")).status_code == 404
+
+
+async def test_the_processor_reads_directory_changes_with_no_fetch_left_waiting_between_reads(api, settings):
+    """Each batch first reads the directory up to its end; a fetch long-polling the broker in the
+    background sat in front of that request (up to 500 ms a batch), so the follower's partitions
+    are fetched only while it reads."""
+    follower = DirectoryFollower(settings.kafka_bootstrap_servers, Directory())
+    try:
+        await follower.sync()
+        assert follower.consumer.paused() == set(follower.partitions)
+        rep = unique("rep")
+        assert (await api.put(f"/api/v1/directory/reps/{rep}", json={"team": "t", "region": "r"})).status_code == 200
+        assert rep in {key for _, key, _ in await follower.sync()}
+        assert follower.consumer.paused() == set(follower.partitions)
+        assert await follower.sync() == []
+    finally:
+        await follower.stop()
