@@ -84,3 +84,8 @@ UNRESTORED_PARTITIONS = Gauge(
     "salespulse_processor_unrestored_partitions",
     "Source partitions assigned to this worker whose rows it could not restore yet (retried; their events wait).",
 )
+PUSH_SECONDS = Histogram(
+    "salespulse_processor_push_seconds",
+    "How long one push of kpi.updates took; the next waits three times as long, or KPI_UPDATES_SECONDS if longer.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
