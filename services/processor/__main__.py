@@ -11,6 +11,7 @@ partitions; give each its own PROCESSOR_INSTANCE_ID to restart without a rebalan
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import signal
 
@@ -23,6 +24,14 @@ from salespulse.settings import get_settings
 log = logging.getLogger("salespulse.processor")
 
 
+def dump_tasks() -> None:
+    """On SIGUSR1: log where each of the worker's tasks waits (a hung restore or rebalance)."""
+    for task in asyncio.all_tasks():
+        stack = io.StringIO()
+        task.print_stack(file=stack)
+        log.warning("task %s:\n%s", task.get_name(), stack.getvalue())
+
+
 async def serve() -> None:
     settings = get_settings()
     await ensure_topics(settings)
@@ -31,6 +40,7 @@ async def serve() -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)
+    loop.add_signal_handler(signal.SIGUSR1, dump_tasks)
     running = asyncio.create_task(worker.run())
     ready = asyncio.create_task(worker.ready.wait())
     await asyncio.wait([running, ready], return_when=asyncio.FIRST_COMPLETED)
