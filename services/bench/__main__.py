@@ -10,7 +10,9 @@ history of simulated events, then measures, each on the real servers:
   recovery     a worker killed (SIGKILL) after the replay, restarted: seconds until it
                counts events again, and until it has caught up
   latency      events at a fixed rate (5,000/s) with probe orders, on the two workers:
-               produce -> value in GET /api/v1/kpis and on the SSE stream, p50/p95/p99
+               produce -> value in GET /api/v1/kpis and on the SSE stream, p50/p95/p99;
+               first for half as long at a rate they sustain (1,000/s), the pipeline's
+               own latency without a backlog
   memory       peak resident memory (VmHWM) of every process
 
 and writes report.json and report.md (default var/bench/). BENCH_EVENTS and the options
@@ -44,6 +46,8 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=90, help="days of history the events span (default 90)")
     parser.add_argument("--rate", type=int, default=5000, help="events/s of the latency run (default 5,000)")
     parser.add_argument("--latency-seconds", type=float, default=60, help="length of the latency run (default 60)")
+    parser.add_argument("--light-rate", type=int, default=1000,
+                        help="events/s of a first, shorter latency run at a rate the workers sustain (default 1,000; 0: none)")
     parser.add_argument("--home", type=Path, default=REPO_ROOT / "var" / "bench",
                         help="servers' data, logs and the reports (emptied first; default var/bench)")
     parser.add_argument("--aggregator-only", action="store_true",
@@ -102,6 +106,9 @@ async def run(args: argparse.Namespace, kafka: LocalKafka, redis: LocalRedis) ->
         log.info("two workers share the replay ...")
         results["two_workers"] = await stack.replay(args.events, workers=2, keep=True)
         stack.stop_group(one["group"])  # the live load goes to the two workers: one is below the rate
+        if args.light_rate:
+            log.info("latency at %d events/s for %.0f s (two workers) ...", args.light_rate, args.latency_seconds / 2)
+            results["latency_light"] = await stack.latency(args.light_rate, args.latency_seconds / 2, tz)
         log.info("latency at %d events/s for %.0f s (two workers) ...", args.rate, args.latency_seconds)
         results["latency"] = await stack.latency(args.rate, args.latency_seconds, tz)
         results["memory"] = stack.memory()

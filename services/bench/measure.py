@@ -179,6 +179,8 @@ class Stack:
         self.workers: list[Worker] = []
         self.api: subprocess.Popen | None = None
         self.api_peak_mib: float | None = None
+        self.api_url: str | None = None  # the API the latency runs read (started by the first)
+        self.latency_runs = 0
         self.producer: AIOKafkaProducer | None = None
         self.world = World(random.Random(7), ZoneInfo(self.settings.business_timezone))
         self.redis_dbs = iter(range(16))
@@ -339,9 +341,10 @@ class Stack:
         probe's send to the probe rep's order count moving, in GET /kpis and on the SSE stream,
         with the group of the workers still running."""
         running = [w for w in self.workers if w.proc.poll() is None]
-        url = self.start_api(running[0])
+        url = self.api_url = self.api_url or self.start_api(running[0])
         end = datetime.now(timezone.utc) + timedelta(seconds=seconds)
-        load = list(history(int(rate * seconds), end, 1, tz, seed=13))  # paced below, whatever their times
+        self.latency_runs += 1  # new events each run (the same ids would be duplicates)
+        load = list(history(int(rate * seconds), end, 1, tz, seed=13 * self.latency_runs))  # paced below
         sent_at: dict[int, float] = {}
         seen_api: dict[int, float] = {}
         seen_sse: dict[int, float] = {}
@@ -349,7 +352,12 @@ class Stack:
         reading = f"{url}/api/v1/kpis/orders"
 
         def probe_count(doc: dict) -> int:
-            return next((int(v["value"]) for v in doc.get("values", []) if v["key"] == PROBE_REP), 0)
+            """Probes of this run counted in a reading (the probe rep's orders, less earlier runs')."""
+            return next((int(v["value"]) for v in doc.get("values", []) if v["key"] == PROBE_REP), 0) - before
+
+        async with httpx.AsyncClient(timeout=10) as client:
+            before = 0
+            before = probe_count((await client.get(reading, params={"by": "rep", "period": "day"})).json())
 
         async def poll_api(client: httpx.AsyncClient) -> None:
             while not stop.is_set():
