@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import ConsumerRecord
 from redis.exceptions import RedisError
@@ -534,8 +535,8 @@ class Worker(ConsumerRebalanceListener):
                     records = self.owned_records(batches)
                     if records:
                         await self.processor.handle(records)
-                        await self.consumer.commit({tp: rs[-1].offset + 1 for tp, rs in batches.items() if rs})
-                    await self.observe_lag()
+                        await self.commit({tp: rs[-1].offset + 1 for tp, rs in batches.items() if rs})
+                await self.observe_lag()  # not under the lock: a rebalance may be waiting for it
         finally:
             for timer in timers:
                 timer.cancel()
@@ -556,12 +557,26 @@ class Worker(ConsumerRebalanceListener):
                     self.consumer.seek(tp, rs[0].offset)
         return records
 
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        """Commit a handled batch's offsets. If the group took the partitions away meanwhile (this
+        worker's session expired), the batch is delivered again to their new owner, whose rows
+        already have it (the changelog is written first) and recognise it as applied."""
+        try:
+            await self.consumer.commit(offsets)
+        except CommitFailedError as exc:
+            log.warning("could not commit a batch's offsets (%s); its events will be delivered again and "
+                        "recognised as applied", exc)
+
     async def observe_lag(self) -> None:
-        """What is left on every owned partition (not only those that delivered this batch)."""
+        """What is left on every owned partition (not only those that delivered this batch). A
+        partition whose position is not known yet (just assigned) or no longer assigned is skipped."""
         for tp in self.consumer.assignment():
             highwater = self.consumer.highwater(tp)
             if highwater is not None:
-                position = await self.consumer.position(tp)
+                try:
+                    position = await asyncio.wait_for(self.consumer.position(tp), 1.0)
+                except (IllegalStateError, asyncio.TimeoutError):
+                    continue
                 metrics.LAG.labels(tp.topic, str(tp.partition)).set(max(0, highwater - position))
 
     async def expire(self) -> None:
