@@ -72,8 +72,8 @@ async def let_others_run() -> None:
     the timers that fall due meanwhile, so they would wait for the next chunk as well."""
     await asyncio.sleep(0.001)
 RESYNC_INTERVAL_SECONDS = 2.0
-MAX_RETRY_SECONDS = 30.0
-PUSH_SHARE = 0.25  # of a worker's time, at most, spent pushing kpi.updates (Worker.pushing)  # the longest wait between two attempts to restore partitions
+MAX_RETRY_SECONDS = 30.0  # the longest wait between two attempts to restore partitions
+PUSH_SHARE = 0.25  # of a worker's time, at most, spent pushing kpi.updates (Worker.pushing)
 
 # Python's cycle collector runs a young collection every 700 container allocations and a full
 # one (every object: the worker's rows are millions) every 100 young ones: on a long replay that
@@ -453,7 +453,7 @@ class Worker(ConsumerRebalanceListener):
                 dropped = self.state.drop(let_go)
                 log.info("gave up partitions %s (%d rows)", sorted(let_go), dropped)
             self.parked = set()
-            self.unrestored = set()
+            self.set_unrestored(set())
             await self.take(mine - self.processor.owned, kept)
             self.standby.follow(self.standby_partitions - mine)
             metrics.STANDBY_PARTITIONS.set(len(self.standby.copies))
@@ -477,21 +477,20 @@ class Worker(ConsumerRebalanceListener):
             read, undone = await self.state.restore(self.client, new, {**kept, **warm})
         except Exception:  # noqa: BLE001 - retried by the loop; logged with its cause
             self.state.drop(new)
-            self.unrestored = new
+            self.set_unrestored(new)
             self.retry_at = time.monotonic() + self.retry_delay
             log.exception("could not restore partitions %s; their events wait, next attempt in %.0f s",
                           sorted(new), self.retry_delay)
             self.retry_delay = min(self.retry_delay * 2, MAX_RETRY_SECONDS)
             self.consumer.pause(*self.source_partitions(new))
-            metrics.UNRESTORED_PARTITIONS.set(len(new))
             return
         unchanged = {p for p in kept if not read[p]} - {key_partition(k) for k in undone}
         self.processor.own(new, undone, unchanged)
         if self.unrestored:
             log.info("restored partitions %s after an earlier failure", sorted(self.unrestored))
-        self.unrestored, self.retry_delay = set(), 1.0
+        self.set_unrestored(set())
+        self.retry_delay = 1.0
         self.consumer.resume(*self.source_partitions(new))
-        metrics.UNRESTORED_PARTITIONS.set(0)
         metrics.RESTORED.labels("changelog").inc(sum(read.values()))
         metrics.RESTORED.labels("standby").inc(sum(len(rows) for rows, _, _ in warm.values()))
         log.info("took partitions %s: %d changelog records restored in %.1fs (%s)", sorted(new), sum(read.values()),
@@ -506,9 +505,17 @@ class Worker(ConsumerRebalanceListener):
             return
         async with self.lock:
             assigned = {tp.partition for tp in self.consumer.assignment() if tp.topic in SOURCE_TOPICS}
-            await self.take(self.unrestored & assigned - self.processor.owned)
+            todo = self.unrestored & assigned - self.processor.owned
+            if todo:
+                await self.take(todo)
+            else:  # given to another worker meanwhile
+                self.set_unrestored(set())
         if not self.unrestored:
             await self.processor.resync()
+
+    def set_unrestored(self, partitions: set[int]) -> None:
+        self.unrestored = partitions
+        metrics.UNRESTORED_PARTITIONS.set(len(partitions))
 
     def source_partitions(self, partitions: set[int]) -> list[TopicPartition]:
         assigned = self.consumer.assignment()
@@ -569,12 +576,15 @@ class Worker(ConsumerRebalanceListener):
 
     async def observe_lag(self) -> None:
         """What is left on every owned partition (not only those that delivered this batch). A
-        partition whose position is not known yet (just assigned) or no longer assigned is skipped."""
+        partition whose position is not known within a second (just assigned) or no longer
+        assigned is skipped."""
+        deadline = time.monotonic() + 1.0
         for tp in self.consumer.assignment():
             highwater = self.consumer.highwater(tp)
             if highwater is not None:
                 try:
-                    position = await asyncio.wait_for(self.consumer.position(tp), 1.0)
+                    position = await asyncio.wait_for(self.consumer.position(tp),
+                                                      max(0.01, deadline - time.monotonic()))
                 except (IllegalStateError, asyncio.TimeoutError):
                     continue
                 metrics.LAG.labels(tp.topic, str(tp.partition)).set(max(0, highwater - position))
