@@ -351,13 +351,15 @@ class Stack:
         stop = asyncio.Event()
         reading = f"{url}/api/v1/kpis/orders"
 
-        def probe_count(doc: dict) -> int:
-            """Probes of this run counted in a reading (the probe rep's orders, less earlier runs')."""
-            return next((int(v["value"]) for v in doc.get("values", []) if v["key"] == PROBE_REP), 0) - before
+        def rep_orders(doc: dict) -> int:
+            return next((int(v["value"]) for v in doc.get("values", []) if v["key"] == PROBE_REP), 0)
 
-        async with httpx.AsyncClient(timeout=10) as client:
-            before = 0
-            before = probe_count((await client.get(reading, params={"by": "rep", "period": "day"})).json())
+        async with httpx.AsyncClient(timeout=10) as client:  # earlier runs' probes are counted already
+            before = rep_orders((await client.get(reading, params={"by": "rep", "period": "day"})).json())
+
+        def probe_count(doc: dict) -> int:
+            """Probes of this run counted in a reading."""
+            return rep_orders(doc) - before
 
         async def poll_api(client: httpx.AsyncClient) -> None:
             while not stop.is_set():

@@ -64,19 +64,17 @@ class DirectoryFollower:
             await self.start()
         consumer = self.consumer
         end = await consumer.end_offsets(self.partitions)
-        read = []
         behind = [tp for tp in self.partitions if await consumer.position(tp) < end[tp]]
         if not behind:
-            return read
+            return []
         # The partitions stay paused between syncs: a fetch waiting on the broker for new records
         # (up to fetch_max_wait_ms, 500 ms) held back the next sync's ListOffsets answer on the
         # same connection, and that wait was most of a batch's time under live load.
         consumer.resume(*behind)
         try:
-            read = await self._read_up_to(consumer, behind, end)
+            return await self._read_up_to(consumer, behind, end)
         finally:
             consumer.pause(*self.partitions)
-        return read
 
     async def _read_up_to(self, consumer: AIOKafkaConsumer, behind: list[TopicPartition],
                           end: dict[TopicPartition, int]) -> list[tuple[str, str, dict | None]]:
