@@ -11,8 +11,8 @@ partitions; give each its own PROCESSOR_INSTANCE_ID to restart without a rebalan
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
+import os
 import signal
 
 from prometheus_client import start_http_server
@@ -24,12 +24,25 @@ from salespulse.settings import get_settings
 log = logging.getLogger("salespulse.processor")
 
 
+def awaiting(task: asyncio.Task) -> list[str]:
+    """Where a task waits: each coroutine of its await chain, outermost first, down to the
+    future it waits on (Task.print_stack shows the outermost coroutine only)."""
+    chain, step = [], task.get_coro()
+    while step is not None:
+        frame = getattr(step, "cr_frame", None) or getattr(step, "gi_frame", None)
+        if frame is None:  # a future's iterator, or another awaitable written in C
+            waiting_on = getattr(task, "_fut_waiter", None) or step  # the future, where CPython says
+            chain.append(f"  awaits {waiting_on!r:.300}")
+            break
+        chain.append(f"  {frame.f_code.co_qualname} ({frame.f_code.co_filename}:{frame.f_lineno})")
+        step = getattr(step, "cr_await", None) or getattr(step, "gi_yieldfrom", None)
+    return chain
+
+
 def dump_tasks() -> None:
     """On SIGUSR1: log where each of the worker's tasks waits (a hung restore or rebalance)."""
     for task in asyncio.all_tasks():
-        stack = io.StringIO()
-        task.print_stack(file=stack)
-        log.warning("task %s:\n%s", task.get_name(), stack.getvalue())
+        log.warning("task %s:\n%s", task.get_name(), "\n".join(awaiting(task)))
 
 
 async def serve() -> None:
@@ -54,7 +67,7 @@ async def serve() -> None:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    logging.getLogger("aiokafka").setLevel(os.environ.get("AIOKAFKA_LOG_LEVEL", "WARNING").upper())
     tune_gc()
     asyncio.run(serve())
 
