@@ -19,14 +19,13 @@ import asyncio
 import gc
 import logging
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Iterable, Iterator, Mapping
 from datetime import date, datetime, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import ConsumerRecord
@@ -423,6 +422,24 @@ class Processor:
             log.info("copied %d rows of %d partitions to Redis", len(rows), len(todo))
 
 
+def group_consumer(settings: Settings, assignor: StandbyAssignor) -> AIOKafkaConsumer:
+    """The consumer of a worker of the processor's group (subscribed by the caller).
+
+    The group speaks one assignment protocol, range-standby: aiokafka 0.14 sends one JoinGroup
+    per assignor it is given (the second with a protocol list the first did not have, which
+    the broker takes as a member changing its metadata: a new rebalance), so two members
+    joining together could keep failing each other's SyncGroup and never settle (seen in
+    `make bench`: a two-worker group rebalancing for minutes; aio-libs/aiokafka#1168)."""
+    return AIOKafkaConsumer(
+        **settings.kafka_options(), group_id=settings.processor_app_id,
+        group_instance_id=settings.processor_instance_id,
+        enable_auto_commit=False, auto_offset_reset="earliest", isolation_level="read_committed",
+        partition_assignment_strategy=(assignor,),
+        session_timeout_ms=int(settings.processor_session_timeout * 1000),
+        heartbeat_interval_ms=int(settings.processor_session_timeout * 1000 / 5),
+        max_poll_interval_ms=600_000, max_partition_fetch_bytes=4 * 2**20)
+
+
 class Worker(ConsumerRebalanceListener):
     """One member of the processor's consumer group: owns some source partitions and their rows.
 
@@ -439,15 +456,8 @@ class Worker(ConsumerRebalanceListener):
         self.client = settings.kafka_options()
         self.producer = AIOKafkaProducer(**self.client, acks="all", linger_ms=5, max_batch_size=1024 * 1024,
                                          enable_idempotence=True, partitioner=KeyPartitioner())
-        self.consumer = AIOKafkaConsumer(
-            **self.client, group_id=settings.processor_app_id, group_instance_id=settings.processor_instance_id,
-            enable_auto_commit=False, auto_offset_reset="earliest", isolation_level="read_committed",
-            # range-standby when every member speaks it, plain range in a group mid-upgrade
-            partition_assignment_strategy=(StandbyAssignor(settings.processor_standby_replicas, self.on_standbys),
-                                           RangePartitionAssignor),
-            session_timeout_ms=int(settings.processor_session_timeout * 1000),
-            heartbeat_interval_ms=int(settings.processor_session_timeout * 1000 / 5),
-            max_poll_interval_ms=600_000, max_partition_fetch_bytes=4 * 2**20)
+        self.consumer = group_consumer(settings, StandbyAssignor(settings.processor_standby_replicas,
+                                                                 self.on_standbys))
         self.state = State(self.producer, state_changelog(settings.processor_app_id))
         self.standby = Standby(self.client, self.state.topic)
         self.standby_partitions: set[int] = set()  # as the last assignment named them
@@ -557,13 +567,16 @@ class Worker(ConsumerRebalanceListener):
         await self.producer.start()
         await self.processor.follower.start()
         self.consumer.subscribe(list(SOURCE_TOPICS), listener=self)
-        await self.consumer.start()
-        timers = [asyncio.create_task(self.standby.run()),
-                  asyncio.create_task(self.every(RESYNC_INTERVAL_SECONDS, self.processor.resync)),
-                  asyncio.create_task(self.pushing()),
-                  asyncio.create_task(self.every(self.settings.retention_check_seconds, self.expire)),
-                  asyncio.create_task(self.watch_the_loop())]
+        timers: list[asyncio.Task] = []
         try:
+            if not await self.unless_stopped(self.consumer.start()):
+                log.info("stopped before the group gave this worker its partitions")
+                return
+            timers = [asyncio.create_task(self.standby.run()),
+                      asyncio.create_task(self.every(RESYNC_INTERVAL_SECONDS, self.processor.resync)),
+                      asyncio.create_task(self.pushing()),
+                      asyncio.create_task(self.every(self.settings.retention_check_seconds, self.expire)),
+                      asyncio.create_task(self.watch_the_loop())]
             while not self.stopping.is_set():
                 await self.retry_restore()
                 batches = await self.consumer.getmany(timeout_ms=int(self.settings.processor_batch_seconds * 1000),
@@ -580,6 +593,20 @@ class Worker(ConsumerRebalanceListener):
             await self.consumer.stop()
             await self.processor.follower.stop()
             await self.producer.stop()
+
+    async def unless_stopped(self, work: Awaitable[Any]) -> bool:
+        """Await `work` (True) unless the worker is asked to stop first (False; `work` is
+        cancelled). Joining the group waits as long as the group takes to settle, and a
+        worker asked to stop meanwhile should stop, not wait for it."""
+        task, stop = asyncio.ensure_future(work), asyncio.ensure_future(self.stopping.wait())
+        await asyncio.wait([task, stop], return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            return False
+        task.result()  # its exception, if it raised one
+        return True
 
     def owned_records(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> list[ConsumerRecord]:
         """The batch's records, minus those of partitions not restored here yet (fetched while

@@ -3,6 +3,10 @@
 - Partitions a rebalance revokes and hands straight back keep their rows in the worker and in
   Redis: nothing is restored or copied to Redis again (every rebalance used to copy all of
   a worker's rows to Redis).
+- A worker joins its group in one JoinGroup round, and two workers started together settle:
+  given two assignors, aiokafka 0.14 sends a JoinGroup for each, and two members joining at
+  once could make each other rebalance for minutes (the processor now gives it one). A
+  worker asked to stop while it waits for the group stops (it waited for the join before).
 - A restore that fails (here: the first attempt is made to raise, as a broker going away mid-
   restore does) leaves the partitions paused and is retried; their events are then counted,
   each once. aiokafka only logs an exception raised by the assignment callback, so before
@@ -15,10 +19,15 @@ import asyncio
 from datetime import datetime, timezone
 
 import httpx
-from aiokafka import AIOKafkaProducer
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
+from aiokafka.protocol.group import JoinGroupRequest
 
-from salespulse.processor.app import Worker
+from salespulse.contracts.events import SOURCE_TOPICS
+from salespulse.contracts.topics import ensure_topics
+from salespulse.processor.app import Worker, group_consumer
+from salespulse.processor.assignment import StandbyAssignor
 from tests.integration.conftest import cloudevent, eventually, in_process_api, send, unique
 from tests.integration.test_faults import Processor
 
@@ -52,6 +61,75 @@ def metric(worker: Processor, name: str) -> float:
     text = httpx.get(f"http://127.0.0.1:{worker.settings.processor_metrics_port}/metrics").text
     [value] = [line.split()[-1] for line in text.splitlines() if line.startswith(name + " ")]
     return float(value)
+
+
+@pytest.fixture
+async def topics(settings):
+    await ensure_topics(settings)
+    return settings
+
+
+def member(settings, group: str, instance: str) -> AIOKafkaConsumer:
+    """A consumer built as a worker builds its own, subscribed as a worker is."""
+    consumer = group_consumer(settings.model_copy(update={"processor_app_id": group, "processor_instance_id": instance}),
+                              StandbyAssignor(1, lambda partitions: None))
+    consumer.subscribe(list(SOURCE_TOPICS))
+    return consumer
+
+
+async def test_a_worker_joins_its_group_in_one_round(topics):
+    settings = topics
+    consumer = member(settings, unique("salespulse-join"), "w1")
+    joined = []  # generation of each JoinGroup the broker answered without error
+    send = consumer._client.send
+
+    async def counting(node_id, request, *args, **kwargs):
+        response = await send(node_id, request, *args, **kwargs)
+        if isinstance(request, JoinGroupRequest) and response.error_code == 0:
+            joined.append(response.generation_id)
+        return response
+
+    consumer._client.send = counting
+    await asyncio.wait_for(consumer.start(), 60)
+    try:
+        assert joined == [1]  # was [1, 2]: one JoinGroup per assignor, the second a rebalance of its own
+        assert {tp.partition for tp in consumer.assignment()} == set(range(settings.topic_partitions))
+    finally:
+        await consumer.stop()
+
+
+async def test_two_workers_started_together_settle(topics):
+    settings = topics
+    for _ in range(3):  # it took a few rounds to see them fail to settle
+        group = unique("salespulse-pair")
+        pair = [member(settings, group, "w1"), member(settings, group, "w2")]
+        try:
+            await asyncio.wait_for(asyncio.gather(*(c.start() for c in pair)), 60)
+
+            async def split() -> None:
+                first, second = ({tp.partition for tp in c.assignment()} for c in pair)
+                assert first and second and not first & second
+                assert first | second == set(range(settings.topic_partitions))
+
+            await eventually(split, timeout=30)
+        finally:
+            await asyncio.gather(*(c.stop() for c in pair))
+
+
+async def test_a_worker_asked_to_stop_while_joining_stops(topics):
+    worker = Worker(topics.model_copy(update={"processor_app_id": unique("salespulse-stop")}))
+    joining = asyncio.Event()
+
+    async def never_settles() -> None:  # a group that keeps rebalancing, as above
+        joining.set()
+        await asyncio.Event().wait()
+
+    worker.consumer.start = never_settles
+    running = asyncio.create_task(worker.run())
+    await asyncio.wait_for(joining.wait(), 30)
+    worker.stop()
+    await asyncio.wait_for(running, 10)
+    assert not worker.ready.is_set()
 
 
 async def test_partitions_handed_straight_back_are_not_copied_to_redis_again(own):
