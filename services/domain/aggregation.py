@@ -171,6 +171,18 @@ def _entity_of(envelope: Envelope) -> tuple[str, str]:
     return kind, getattr(envelope.data, id_field)
 
 
+@dataclass(slots=True)
+class Remembered:
+    """A customer's state as last seen, the walk of its orders, its contributions if computed,
+    and, after a new last order, (the state before it, that state's walk, what the step
+    contributed): a cancellation of that order goes back to them."""
+
+    state: Any
+    walk: customers.Walk
+    contributions: list[entities.Contribution] | None = None
+    undo: tuple[Any, customers.Walk, list[entities.Contribution]] | None = None
+
+
 class Aggregator:
     """Turns validated events into row updates; pure: no I/O, the store is any mapping."""
 
@@ -189,9 +201,9 @@ class Aggregator:
         # row key -> (the stored JSON of its state, that state decoded): a row this aggregator
         # wrote or read is decoded once, not once per batch (a customer's state holds its orders).
         self._states: dict[str, tuple[dict[str, Any], Any]] = {}
-        # customer id -> (its last state seen, the walk of its orders, its contributions if
-        # computed): a customer's next change starts from that state (customer_groups).
-        self._customer_cache: dict[str, tuple[Any, customers.Walk, list[entities.Contribution] | None]] = {}
+        # customer id -> what is remembered of its last state seen: a customer's next change
+        # starts from it (customer_groups).
+        self._customer_cache: dict[str, Remembered] = {}
 
     def rows(self, old: Iterable[entities.Contribution], new: Iterable[entities.Contribution],
              into: dict[tuple[str, str, str, str], dict[str, int]]) -> None:
@@ -257,16 +269,29 @@ class Aggregator:
         """Book what a customer's change from `old` to `new` changes in its contributions.
 
         Its contributions cover all of its kept orders, so computing them costs more the longer
-        its history. The usual change is a new last order: then the walk of `old` (remembered)
-        walks on over it, and only the contributions the walk settles or leaves open change
-        (customers.Walk). Any other change nets everything `old` and `new` contribute."""
+        its history. The usual changes start from the walk of `old` (remembered), and change only
+        the contributions the walk settles or leaves open (customers.Walk): a new last order
+        (walked on over), a churn after the last order (the open spell ends there), the last
+        order cancelled (the walk before it, remembered too). Any other change nets everything
+        `old` and `new` contribute."""
         cached = self._customer_cache.get(customer_id)
-        if cached is not None and (cached[0] is old or cached[0] == old) and customers.extends(old, new):
-            walk = cached[1].copy()
-            added = walk.step(new.orders[walk.walked:]) + walk.ending()
-            self.groups(cached[1].ending(), added, into)
-            self._remember_customer(customer_id, new, walk, None)
-            return
+        if cached is not None and (cached.state is old or cached.state == old):
+            if customers.extends(old, new):
+                walk = cached.walk.copy()
+                stepped = walk.step(new.orders[walk.walked:])
+                self.groups(cached.walk.ending(), stepped + walk.ending(), into)
+                self._remember_customer(customer_id, Remembered(new, walk, undo=(old, cached.walk, stepped)))
+                return
+            if customers.churned_after(old, new, cached.walk.last):
+                walk = cached.walk.with_churns(new.churned_at)
+                self.groups(cached.walk.ending(), walk.ending(), into)
+                self._remember_customer(customer_id, Remembered(new, walk))
+                return
+            if cached.undo is not None and (cached.undo[0] is new or cached.undo[0] == new):
+                _, walk, stepped = cached.undo  # back to the state before the last order
+                self.groups(stepped + cached.walk.ending(), walk.ending(), into)
+                self._remember_customer(customer_id, Remembered(new, walk))
+                return
         self.groups(self._customer_contributions(customer_id, old),
                     self._customer_contributions(customer_id, new), into)
 
@@ -274,17 +299,17 @@ class Aggregator:
         """Memoised per customer with its walk (a state compares in a fraction of the time its
         contributions take; after a new last order only the walk is known, not the whole list)."""
         cached = self._customer_cache.get(customer_id)
-        if cached is not None and cached[2] is not None and (cached[0] is state or cached[0] == state):
-            return cached[2]
+        if cached is not None and cached.contributions is not None and (cached.state is state or cached.state == state):
+            return cached.contributions
         walk, contributions = customers.walked(customer_id, state, self.tz, self.horizon_days)
         if walk is not None:
-            self._remember_customer(customer_id, state, walk, contributions)
+            self._remember_customer(customer_id, Remembered(state, walk, contributions))
         return contributions
 
-    def _remember_customer(self, customer_id: str, state, walk, contributions) -> None:
+    def _remember_customer(self, customer_id: str, remembered: "Remembered") -> None:
         if len(self._customer_cache) >= CUSTOMER_CACHE_SIZE:
             self._customer_cache.clear()
-        self._customer_cache[customer_id] = (state, walk, contributions)
+        self._customer_cache[customer_id] = remembered
 
     def apply(self, store: Mapping[str, dict[str, Any]], events: Iterable[SourceEvent],
               watermarks: Mapping[tuple[str, int], int] | None = None) -> BatchResult:

@@ -170,6 +170,19 @@ def extends(old: CustomerState | None, new: CustomerState | None) -> bool:
     return all(a is b or a == b for a, b in zip(old.orders, new.orders))
 
 
+def churned_after(old: CustomerState | None, new: CustomerState | None, last: datetime | None) -> bool:
+    """Whether `new` is `old` with churns added and nothing else changed, none of them before
+    `last` (the walk of `old`'s latest moment, Walk.last): then only the open spell's end, that
+    is Walk.ending(), changes (a churn ends the spell it falls in; one after every order falls
+    in no earlier spell)."""
+    if old is None or new is None or len(new.churned_at) <= len(old.churned_at):
+        return False
+    if new.orders != old.orders or new.sector != old.sector or new.history != old.history:
+        return False
+    added = set(new.churned_at) - set(old.churned_at)
+    return set(old.churned_at) <= set(new.churned_at) and (last is None or min(added) >= last)
+
+
 class Walk:
     """A customer's contributions as a walk over its orders, oldest first: the figures of an
     order are given when the walk reaches it, or, for an active spell and a period bucket,
@@ -209,6 +222,12 @@ class Walk:
         for name in Walk.__slots__:
             setattr(walk, name, getattr(self, name))
         walk.open = {kind: list(bucket) for kind, bucket in self.open.items()}
+        return walk
+
+    def with_churns(self, churns: tuple[datetime, ...]) -> "Walk":
+        """A copy with these churns (see churned_after for when its figures hold)."""
+        walk = self.copy()
+        walk.churns = churns
         return walk
 
     def step(self, orders: tuple[CustomerOrder, ...]) -> list[Contribution]:
