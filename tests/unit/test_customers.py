@@ -216,54 +216,55 @@ def test_booking_a_new_last_order_by_walking_on_gives_the_figures_of_the_whole_h
     assert nonzero(booked_rows) == whole_history(events, horizon)
 
 
-def test_a_churn_after_the_last_order_moves_the_spell_end_without_walking_the_orders_again(monkeypatch):
-    """Walking a customer's orders costs more the longer its history; a churn after its last
-    order (the usual churn) only ends the open spell, and is booked from the remembered walk."""
+def watched_aggregator(monkeypatch, state) -> tuple[Aggregator, dict, list]:
+    """An aggregator that has booked `state` whole; (it, its groups, the walks made from now on)."""
     from salespulse.domain import customers
 
-    aggregator = Aggregator(TZ, CurrencyConverter("EUR"))
-    state = customer(*((f"o{i}", order(10 * i)) for i in range(5)))
-    groups: dict = {}
+    aggregator, groups = Aggregator(TZ, CurrencyConverter("EUR")), {}
     aggregator.customer_groups("c", None, state, groups)
     walks, walked = [], customers.walked
     monkeypatch.setattr(customers, "walked", lambda *args: walks.append(args) or walked(*args))
+    return aggregator, groups, walks
 
-    churned, _ = with_churn(state, T0 + timedelta(days=45))
-    aggregator.customer_groups("c", state, churned, groups)
-    assert walks == []
+
+def booked_rows(groups) -> dict:
     rows: dict = defaultdict(dict)
     expand(groups, rows)
-    assert nonzero(rows) == nonzero(whole(churned))
-
-    late, _ = with_churn(churned, T0 + timedelta(days=25))  # between two orders: every spell after it changes
-    aggregator.customer_groups("c", churned, late, groups)
-    assert walks  # recomputed whole
-    rows = defaultdict(dict)
-    expand(groups, rows)
-    assert nonzero(rows) == nonzero(whole(late))
-
-
-def test_cancelling_the_last_order_goes_back_to_the_walk_before_it_without_walking_again(monkeypatch):
-    from salespulse.domain import customers
-
-    aggregator = Aggregator(TZ, CurrencyConverter("EUR"))
-    before = customer(*((f"o{i}", order(10 * i)) for i in range(5)))
-    groups: dict = {}
-    aggregator.customer_groups("c", None, before, groups)
-    walks, walked = [], customers.walked
-    monkeypatch.setattr(customers, "walked", lambda *args: walks.append(args) or walked(*args))
-
-    placed = with_order(before, "o5", order(50))
-    aggregator.customer_groups("c", before, placed, groups)
-    cancelled = with_order(placed, "o5", order(50, cancelled=True))
-    aggregator.customer_groups("c", placed, cancelled, groups)
-    assert walks == []
-    rows: dict = defaultdict(dict)
-    expand(groups, rows)
-    assert nonzero(rows) == nonzero(whole(before)) == nonzero(whole(cancelled))
+    return nonzero(rows)
 
 
 def whole(state) -> dict:
     rows: dict = defaultdict(dict)
     rows_of(customer_contributions("c", state, TZ, 365), +1, rows)
-    return rows
+    return nonzero(rows)
+
+
+def test_a_churn_after_the_last_order_moves_the_spell_end_without_walking_the_orders_again(monkeypatch):
+    """Walking a customer's orders costs more the longer its history; a churn after its last
+    order (the usual churn) only ends the open spell, and is booked from the remembered walk."""
+    state = customer(*((f"o{i}", order(10 * i)) for i in range(5)))
+    aggregator, groups, walks = watched_aggregator(monkeypatch, state)
+
+    churned, _ = with_churn(state, T0 + timedelta(days=45))
+    aggregator.customer_groups("c", state, churned, groups)
+    assert walks == []
+    assert booked_rows(groups) == whole(churned)
+
+    late, _ = with_churn(churned, T0 + timedelta(days=25))  # between two orders: every spell after it changes
+    aggregator.customer_groups("c", churned, late, groups)
+    assert walks  # recomputed whole
+    assert booked_rows(groups) == whole(late)
+
+
+def test_cancelling_the_last_order_goes_back_to_the_walk_before_it_without_walking_again(monkeypatch):
+    before = customer(*((f"o{i}", order(10 * i)) for i in range(5)))
+    aggregator, groups, walks = watched_aggregator(monkeypatch, before)
+
+    placed = with_order(before, "o5", order(50))
+    aggregator.customer_groups("c", before, placed, groups)
+    with_placed = booked_rows(groups)
+    cancelled = with_order(placed, "o5", order(50, cancelled=True))
+    aggregator.customer_groups("c", placed, cancelled, groups)
+    assert walks == []
+    assert with_placed == whole(placed)  # (whole() walks: after the count)
+    assert booked_rows(groups) == whole(before) == whole(cancelled)
