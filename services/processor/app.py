@@ -634,9 +634,12 @@ class Worker(ConsumerRebalanceListener):
     async def observe_lag(self) -> None:
         """What is left on every owned partition (not only those that delivered this batch). A
         partition whose position is not known within a second (just assigned) or no longer
-        assigned is skipped."""
+        assigned is skipped: a rebalance may take partitions away while a position is awaited,
+        and aiokafka's highwater() asserts that its partition is assigned (that ended a worker)."""
         deadline = time.monotonic() + 1.0
         for tp in self.consumer.assignment():
+            if tp not in self.consumer.assignment():
+                continue
             highwater = self.consumer.highwater(tp)
             if highwater is not None:
                 try:
