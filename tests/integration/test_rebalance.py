@@ -64,9 +64,8 @@ def metric(worker: Processor, name: str) -> float:
 
 
 @pytest.fixture
-async def topics(settings):
+async def topics(settings) -> None:
     await ensure_topics(settings)
-    return settings
 
 
 def member(settings, group: str, instance: str) -> AIOKafkaConsumer:
@@ -77,8 +76,8 @@ def member(settings, group: str, instance: str) -> AIOKafkaConsumer:
     return consumer
 
 
-async def test_a_worker_joins_its_group_in_one_round(topics):
-    settings = topics
+@pytest.mark.usefixtures("topics")
+async def test_a_worker_joins_its_group_in_one_round(settings):
     consumer = member(settings, unique("salespulse-join"), "w1")
     joined = []  # generation of each JoinGroup the broker answered without error
     send = consumer._client.send
@@ -98,8 +97,8 @@ async def test_a_worker_joins_its_group_in_one_round(topics):
         await consumer.stop()
 
 
-async def test_two_workers_started_together_settle(topics):
-    settings = topics
+@pytest.mark.usefixtures("topics")
+async def test_two_workers_started_together_settle(settings):
     for _ in range(3):  # it took a few rounds to see them fail to settle
         group = unique("salespulse-pair")
         pair = [member(settings, group, "w1"), member(settings, group, "w2")]
@@ -116,8 +115,9 @@ async def test_two_workers_started_together_settle(topics):
             await asyncio.gather(*(c.stop() for c in pair))
 
 
-async def test_a_worker_asked_to_stop_while_joining_stops(topics):
-    worker = Worker(topics.model_copy(update={"processor_app_id": unique("salespulse-stop")}))
+@pytest.mark.usefixtures("topics")
+async def test_a_worker_asked_to_stop_while_joining_stops(settings):
+    worker = Worker(settings.model_copy(update={"processor_app_id": unique("salespulse-stop")}))
     joining = asyncio.Event()
 
     async def never_settles() -> None:  # a group that keeps rebalancing, as above
