@@ -18,7 +18,7 @@ import signal
 from prometheus_client import start_http_server
 
 from salespulse.contracts.topics import ensure_topics
-from salespulse.processor.app import Worker, tune_gc
+from salespulse.processor.app import Worker, tune_gc, watch_gc
 from salespulse.settings import get_settings
 
 log = logging.getLogger("salespulse.processor")
@@ -69,6 +69,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiokafka").setLevel(os.environ.get("AIOKAFKA_LOG_LEVEL", "WARNING").upper())
     tune_gc()
+    watch_gc()
     asyncio.run(serve())
 
 

@@ -84,6 +84,30 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
+class GcTimer:
+    """Times each cyclic collection (gc.callbacks) into GC_SECONDS, and warns of one that held
+    the worker for over a second: the loop watchdog says that the loop stalled, this says
+    whether the collector was why."""
+
+    def __init__(self) -> None:
+        self.started = 0.0
+
+    def __call__(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self.started = time.perf_counter()
+            return
+        took = time.perf_counter() - self.started
+        metrics.GC_SECONDS.labels(str(info["generation"])).observe(took)
+        if took > 1.0:
+            log.warning("a generation-%d garbage collection took %.1f s (%d objects tracked)",
+                        info["generation"], took, len(gc.get_objects(info["generation"])))
+
+
+def watch_gc() -> None:
+    if not any(isinstance(callback, GcTimer) for callback in gc.callbacks):
+        gc.callbacks.append(GcTimer())
+
+
 def _num(x):
     return None if x is None else float(x)
 

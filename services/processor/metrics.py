@@ -59,6 +59,12 @@ STATE_ROWS = Gauge(
     "salespulse_processor_state_rows",
     "Rows in this worker's state table (entity, measure and dead-letter rows), as of its latest batch.",
 )
+GC_SECONDS = Histogram(
+    "salespulse_processor_gc_seconds",
+    "Time of each cyclic garbage collection, by generation: a full one (2) walks every object of "
+    "the state and stalls the event loop as long.",
+    ["generation"], buckets=(0.01, 0.1, 0.5, 1, 2, 5, 10),
+)
 LOOP_STALL = Histogram(
     "salespulse_processor_loop_stall_seconds",
     "How late a 1-second tick of the event loop ran: time the loop spent on one piece of work "
