@@ -99,8 +99,8 @@ class GcTimer:
         took = time.perf_counter() - self.started
         metrics.GC_SECONDS.labels(str(info["generation"])).observe(took)
         if took > 1.0:
-            log.warning("a generation-%d garbage collection took %.1f s (%d objects tracked)",
-                        info["generation"], took, len(gc.get_objects(info["generation"])))
+            log.warning("a generation-%d garbage collection took %.1f s (%d objects collected)",
+                        info["generation"], took, info["collected"])
 
 
 def watch_gc() -> None:
