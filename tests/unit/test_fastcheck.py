@@ -1,0 +1,100 @@
+"""The fast check (schemas compiled to msgspec types) never accepts what its schema refuses, and
+accepts the events senders send, so the validator only runs for the others."""
+
+from __future__ import annotations
+
+import fastjsonschema
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from salespulse.contracts.fastcheck import compiled, passes
+from salespulse.contracts.schemas import event_type_schemas, validator
+from tests.unit.test_bad_input import SAMPLES, broken, json_values
+
+SCHEMAS = ["cloudevent.json", *event_type_schemas().values()]
+
+
+def schema_accepts(name: str, doc) -> bool:
+    try:
+        validator(name)(doc)
+    except fastjsonschema.JsonSchemaException:
+        return False
+    return True
+
+
+def test_the_schemas_not_compiled_are_the_ones_using_keywords_the_compiler_leaves_alone():
+    # activity.logged: uniqueItems (participants); survey.answered: if/then on the score's range.
+    assert {name for name in SCHEMAS if compiled(name) is None} == {"activity.logged.json", "survey.answered.json"}
+
+
+@pytest.mark.parametrize("doc", SAMPLES, ids=lambda doc: doc["type"])
+def test_sent_events_pass_the_fast_check_where_their_schema_compiled(doc):
+    assert passes("cloudevent.json", doc)
+    name = f"{doc['type']}.json"
+    assert passes(name, doc["data"]) is (compiled(name) is not None)
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(broken())
+def test_what_the_fast_check_accepts_its_schema_accepts(raw):
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return
+    if passes("cloudevent.json", doc):
+        assert schema_accepts("cloudevent.json", doc)
+    data = doc.get("data") if isinstance(doc, dict) else None
+    for name in SCHEMAS[1:]:  # every type's schema, not only the event's own: more near misses
+        if passes(name, data):
+            assert schema_accepts(name, data), name
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(SCHEMAS), json_values)
+def test_what_the_fast_check_accepts_of_any_json_its_schema_accepts(name, doc):
+    if passes(name, doc):
+        assert schema_accepts(name, doc)
+
+
+EDGES = [None, True, -1, -0.5, 0, 0.0, 1e-9, 1, 5, 6, 10, 11, 100, 100.5, 10**9, 10**9 + 1, 10**12, 10**12 + 0.5,
+         10**13, "", "1", "-1", "0.5", "1234567890123.123456", "12345678901234", "1.1234567", "EUR", "eur",
+         "inbound", "won", "x" * 201, "a\u0000b", [], ["a"], {}, {"a": 1}]
+
+
+@pytest.mark.parametrize("doc", [next(d for d in SAMPLES if d["type"] == t) for t in sorted({d["type"] for d in SAMPLES})],
+                         ids=lambda doc: doc["type"])
+def test_no_edge_value_in_any_field_passes_the_fast_check_alone(doc):
+    """Each field of one event of each type, and one line of an order, set to values at and
+    past every bound the schemas use."""
+    name = f"{doc['type']}.json"
+    spots = [(doc["data"], field) for field in doc["data"]]
+    spots += [(line, field) for line in doc["data"].get("lines", [])[:1] for field in line]
+    for parent, field in spots:
+        kept = parent[field]
+        for value in EDGES:
+            parent[field] = value
+            if passes(name, doc["data"]):
+                assert schema_accepts(name, doc["data"]), (field, value)
+        parent[field] = kept
+
+
+@pytest.mark.parametrize("moment", [
+    "2026-11-22 09:14:03+01:00",  # the pattern allows a space, the date-time format does not
+    "2026-11-22T09:14:03+01:00\n",  # `$` in a pattern means the very end, as fastjsonschema reads it
+    "2026-13-22T09:14:03+01:00",
+    "2026-11-22T24:14:03+01:00",
+    "2026-11-22T09:14:03",
+])
+def test_a_date_time_the_schema_refuses_fails_the_fast_check(moment):
+    doc = next(d for d in SAMPLES if d["type"] == "call.started")
+    data = {**doc["data"], "started_at": moment}
+    assert not schema_accepts("call.started.json", data)
+    assert not passes("call.started.json", data)
+
+
+def test_an_unknown_envelope_attribute_is_left_to_the_validator():
+    doc = {**SAMPLES[0], "traceparent": "00-abc"}  # allowed by propertyNames: not checked fast
+    assert schema_accepts("cloudevent.json", doc)
+    assert not passes("cloudevent.json", doc)
