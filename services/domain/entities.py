@@ -109,11 +109,10 @@ def next_call_state(state: CallState | None, event_id: str, event) -> tuple[Call
         return CallState(**known, rank=rank, seen=(event_id,)), APPLIED
     if rank >= state.rank:
         merged = {k: v for k, v in known.items() if v is not None}
-        new = replace(state, **merged, rank=rank)
+        merged["rank"] = rank
     else:  # an earlier stage arriving late only fills what is still unknown
         merged = {k: v for k, v in known.items() if v is not None and getattr(state, k) is None}
-        new = replace(state, **merged)
-    return replace(new, seen=remember(state.seen, event_id)), APPLIED
+    return replace(state, **merged, seen=remember(state.seen, event_id)), APPLIED
 
 
 def call_contributions(state: CallState | None) -> list[Contribution]:
