@@ -20,6 +20,7 @@ it stays in the rows it was written to and is no longer computed.
 from __future__ import annotations
 
 from bisect import bisect_left
+from operator import attrgetter
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -74,11 +75,28 @@ class CustomerState:
 def with_order(state: CustomerState | None, order_id: str, order: OrderState) -> CustomerState:
     """The customer's state once `order` (its current state) is known: in, or out if cancelled."""
     current = state or CustomerState()
-    kept = tuple(o for o in current.orders if o.order_id != order_id)
-    if order.placed_at is not None and order.cancelled_at is None and order.rep_id is not None:
-        kept += (CustomerOrder(order_id, order.placed_at, order.revenue_cents, order.rep_id, order.team,
-                               order.region, order.channel),)
+    orders = current.orders
+    placed = order.placed_at is not None and order.cancelled_at is None and order.rep_id is not None
+    if order_id not in map(_order_id, orders):  # C-speed scan: a customer has hundreds of orders
+        if not placed:
+            return current
+        new = _customer_order(order_id, order)
+        if not orders or (orders[-1].placed_at, orders[-1].order_id) < (new.placed_at, order_id):
+            return replace(current, orders=orders + (new,))  # the usual case: a new last order
+        kept = orders + (new,)
+    else:
+        kept = tuple(o for o in orders if o.order_id != order_id)
+        if placed:
+            kept += (_customer_order(order_id, order),)
     return replace(current, orders=tuple(sorted(kept, key=lambda o: (o.placed_at, o.order_id))))
+
+
+_order_id = attrgetter("order_id")
+
+
+def _customer_order(order_id: str, order: OrderState) -> CustomerOrder:
+    return CustomerOrder(order_id, order.placed_at, order.revenue_cents, order.rep_id, order.team, order.region,
+                         order.channel)
 
 
 def with_churn(state: CustomerState | None, churned_at: datetime) -> tuple[CustomerState, bool]:
