@@ -328,70 +328,91 @@ class Aggregator:
         Without it, or for events at or below it (a replay after a crash), rows are checked
         event by event.
         """
+        batch = self.begin(store, watermarks)
+        batch.feed(events)
+        return batch.finish()
+
+    def begin(self, store: Mapping[str, dict[str, Any]],
+              watermarks: Mapping[tuple[str, int], int] | None = None) -> "Batch":
+        """A batch to feed events to in parts, then finish: what apply() does at once."""
         now = self.clock()
         self._today = now.astimezone(self.tz).date() if self.retention.bucket_days else None
         if self._today != self._bucket_cache_today:
             self._bucket_cache, self._bucket_cache_today = {}, self._today
-        result = BatchResult()
-        changed: dict[str, tuple[Any, Any]] = {}  # entity rows changed in this batch: (offsets, state)
+        return Batch(self, store, watermarks or {}, now)
 
-        def load(key: str):
-            """(offsets, state) of an entity row, as this batch left it or as stored."""
-            if key in changed:
-                return changed[key]
-            stored = store.get(key)
-            if stored is None:
-                return None, None
-            return stored["o"], self._decoded(key, stored["s"])
 
-        def write(partition: int, topic: str, deltas: Groups, offset: int) -> None:
-            """Add changes up to source offset `offset` to the rows that have not applied it yet.
-            (The hottest loop of a batch: one pass over the cells, nothing built per cell.)"""
-            cells: dict[tuple[str, str, str, str], dict[str, int]] = {}
-            expand(deltas, cells)
-            prefix = measure_prefix(partition, topic)
-            written = result.measures
-            for (period, start, dim, key), delta in cells.items():
-                mkey = f"{prefix}{period}|{start}|{dim}|{key}"
-                row = written.get(mkey)
-                if row is None:
-                    stored = store.get(mkey)
-                    row = {"o": stored["o"], "m": dict(stored["m"])} if stored else {"o": -1, "m": {}}
-                if offset <= row["o"]:
-                    continue  # applied before a crash; its entity row had not been written
-                measures = row["m"]
-                changed_row = False
-                for name, v in delta.items():
-                    if v:
-                        changed_row = True
-                        total = measures.get(name, 0) + v
-                        if total:
-                            measures[name] = total
-                        else:
-                            measures.pop(name, None)
-                if changed_row:
-                    row["o"] = offset
-                    written[mkey] = row
+class Batch:
+    """One batch being applied (Aggregator.begin): fed its events in as many parts as the caller
+    likes (the processor frees its event loop in between), then finished once. The cells of the
+    events above their watermark are summed, and the entity rows encoded, once for the whole
+    batch, not once per part (parts of 500 events cost 18 % more than whole batches of 10,000).
+    The store must not change until the batch is finished."""
 
+    def __init__(self, aggregator: Aggregator, store: Mapping[str, dict[str, Any]],
+                 marks: Mapping[tuple[str, int], int], now: datetime) -> None:
+        self.aggregator, self.store, self.marks, self.now = aggregator, store, marks, now
+        self.result = BatchResult()
+        self.changed: dict[str, tuple[Any, Any]] = {}  # entity rows changed in this batch: (offsets, state)
         # Changes of the events new to every row, summed per source partition.
-        summing: dict[tuple[str, int], Groups] = {}
-        marks = watermarks or {}
+        self.summing: dict[tuple[str, int], Groups] = {}
 
+    def load(self, key: str):
+        """(offsets, state) of an entity row, as this batch left it or as stored."""
+        changed = self.changed.get(key)
+        if changed is not None:
+            return changed
+        stored = self.store.get(key)
+        if stored is None:
+            return None, None
+        return stored["o"], self.aggregator._decoded(key, stored["s"])
+
+    def write(self, partition: int, topic: str, deltas: Groups, offset: int) -> None:
+        """Add changes up to source offset `offset` to the rows that have not applied it yet.
+        (The hottest loop of a batch: one pass over the cells, nothing built per cell.)"""
+        cells: dict[tuple[str, str, str, str], dict[str, int]] = {}
+        expand(deltas, cells)
+        prefix = measure_prefix(partition, topic)
+        written, store = self.result.measures, self.store
+        for (period, start, dim, key), delta in cells.items():
+            mkey = f"{prefix}{period}|{start}|{dim}|{key}"
+            row = written.get(mkey)
+            if row is None:
+                stored = store.get(mkey)
+                row = {"o": stored["o"], "m": dict(stored["m"])} if stored else {"o": -1, "m": {}}
+            if offset <= row["o"]:
+                continue  # applied before a crash; its entity row had not been written
+            measures = row["m"]
+            changed_row = False
+            for name, v in delta.items():
+                if v:
+                    changed_row = True
+                    total = measures.get(name, 0) + v
+                    if total:
+                        measures[name] = total
+                    else:
+                        measures.pop(name, None)
+            if changed_row:
+                row["o"] = offset
+                written[mkey] = row
+
+    def feed(self, events: Iterable[SourceEvent]) -> None:
+        aggregator, result, changed, marks, load = self.aggregator, self.result, self.changed, self.marks, self.load
         for event in events:
             env = event.envelope
             kind, entity_id = _entity_of(env)
             source = (event.topic, event.partition)
             mark = marks.get(source)
             if mark is not None and event.offset > mark:
-                deltas = summing.get(source)
+                deltas = self.summing.get(source)
                 if deltas is None:
-                    deltas = summing[source] = {}
-                summed = True  # written once for the batch, below
+                    deltas = self.summing[source] = {}
+                summed = True  # written once for the batch, by finish()
                 result.watermarks[source] = event.offset
             else:
                 deltas = {}
                 summed = False  # written now, row by row
-            too_late = self.retention.too_late(env.data, now)
+            too_late = aggregator.retention.too_late(env.data, self.now)
             if too_late:
                 result.rejected.append((event, too_late))
                 continue
@@ -404,10 +425,10 @@ class Aggregator:
                 new, fresh = customers.with_churn(old, env.data.churned_at)
                 result.outcomes[event.topic, entities.APPLIED if fresh else entities.DUPLICATE] += 1
                 if fresh:
-                    new = states.enrich_customer(entity_id, new, self.directory)
-                    self.customer_groups(entity_id, old, new, deltas)
+                    new = states.enrich_customer(entity_id, new, aggregator.directory)
+                    aggregator.customer_groups(entity_id, old, new, deltas)
                     if not summed:
-                        write(event.partition, event.topic, deltas, event.offset)
+                        self.write(event.partition, event.topic, deltas, event.offset)
                     changed[ckey] = ({**(offsets or {}), event.topic: event.offset}, new)
                 continue
 
@@ -419,16 +440,16 @@ class Aggregator:
                 new = old
             else:
                 try:
-                    new, outcome = states.KINDS[kind].transition(old, env.id, env.data, self.converter)
+                    new, outcome = states.KINDS[kind].transition(old, env.id, env.data, aggregator.converter)
                 except ValueError as exc:  # e.g. a currency with no exchange rate
                     result.rejected.append((event, str(exc)))
                     continue
                 result.outcomes[event.topic, outcome] += 1
                 if outcome != entities.APPLIED:
                     continue
-                new = states.enrich(new, self.directory)
+                new = states.enrich(new, aggregator.directory)
                 contributions = states.KINDS[kind].contributions
-                self.groups(contributions(old), contributions(new), deltas)
+                aggregator.groups(contributions(old), contributions(new), deltas)
                 changed[ekey] = (event.offset, new)
             if kind == "order" and new.customer_id is not None:
                 # The customer's row may lag its order's after a crash between the two writes.
@@ -436,20 +457,23 @@ class Aggregator:
                 offsets, customer = load(ckey)
                 if event.offset > (offsets or {}).get(event.topic, -1):
                     updated = states.enrich_customer(new.customer_id, customers.with_order(customer, entity_id, new),
-                                                     self.directory)
-                    self.customer_groups(new.customer_id, customer, updated, deltas)
+                                                     aggregator.directory)
+                    aggregator.customer_groups(new.customer_id, customer, updated, deltas)
                     changed[ckey] = ({**(offsets or {}), event.topic: event.offset}, updated)
             if not summed:
-                write(event.partition, event.topic, deltas, event.offset)
+                self.write(event.partition, event.topic, deltas, event.offset)
 
-        for (topic, partition), groups in summing.items():
+    def finish(self) -> BatchResult:
+        """The batch's rows: measures (the summed cells written now), then entities."""
+        result = self.result
+        for (topic, partition), groups in self.summing.items():
             # Above the watermark, so new to every row; a row's offset becomes the source's
             # highest in the batch: every event of the source up to it is in the row.
-            write(partition, topic, groups, result.watermarks[(topic, partition)])
-
-        for key, (offsets, state) in changed.items():
+            self.write(partition, topic, groups, result.watermarks[(topic, partition)])
+        self.summing = {}
+        for key, (offsets, state) in self.changed.items():
             encoded = states.state_to_json(state)
-            self._remember(key, encoded, state)
+            self.aggregator._remember(key, encoded, state)
             result.entities[key] = {"o": offsets, "s": encoded}
         return result
 

@@ -19,7 +19,7 @@ import asyncio
 import gc
 import logging
 import time
-from collections.abc import Awaitable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Iterable
 from datetime import date, datetime, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -160,37 +160,6 @@ class KeyPartitioner:
         return partition_of(key, sorted(all_partitions))
 
 
-class Layers(Mapping):
-    """The rows a batch has changed so far over the stored ones, read-only: ChainMap's get()
-    runs a generator over its maps per lookup, 6 % of a worker's time under live load, where a
-    batch looks up every cell it touches. Rows are never None, so a miss is a None get()."""
-
-    def __init__(self, *maps: Mapping[str, Any]) -> None:
-        self.maps = maps
-
-    def get(self, key: str, default: Any = None) -> Any:
-        for m in self.maps:
-            value = m.get(key)
-            if value is not None:
-                return value
-        return default
-
-    def __getitem__(self, key: str) -> Any:
-        value = self.get(key)
-        if value is None:
-            raise KeyError(key)
-        return value
-
-    def __contains__(self, key: object) -> bool:
-        return any(key in m for m in self.maps)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(set().union(*self.maps))
-
-    def __len__(self) -> int:
-        return len(set().union(*self.maps))
-
-
 class Processor:
     """What a worker does with a batch of source records: decode, aggregate, write, publish."""
 
@@ -271,20 +240,16 @@ class Processor:
         self.observe_progress(messages.values())
 
     async def apply(self, events: list[SourceEvent]) -> BatchResult:
-        """The aggregator's rows for a batch, applied APPLY_CHUNK events at a time over the
-        rows the earlier chunks changed (so each row is still written once per batch), with
-        the event loop free in between: a 10,000-event batch of a long history took long
-        enough to starve the consumer's heartbeats, and the group dropped the worker."""
-        result = BatchResult()
-        store = Layers(result.measures, result.entities, self.table.data)
+        """The aggregator's rows for a batch, fed to it APPLY_CHUNK events at a time with the
+        event loop free in between (a 10,000-event batch of a long history took long enough to
+        starve the consumer's heartbeats, and the group dropped the worker), and finished once,
+        so each row is still summed, encoded and written once per batch."""
+        batch = self.aggregator.begin(self.table.data, self.watermarks)
         for i in range(0, len(events), APPLY_CHUNK):
-            part = self.aggregator.apply(store, events[i:i + APPLY_CHUNK], self.watermarks)
-            self.watermarks.update(part.watermarks)
-            result.measures.update(part.measures)
-            result.entities.update(part.entities)
-            result.outcomes.update(part.outcomes)
-            result.rejected += part.rejected
+            batch.feed(events[i:i + APPLY_CHUNK])
             await let_others_run()
+        result = batch.finish()
+        self.watermarks.update(result.watermarks)
         return result
 
     def observe_progress(self, messages: Iterable[ConsumerRecord]) -> None:

@@ -168,6 +168,38 @@ def test_summing_fresh_events_per_batch_gives_the_rows_of_event_by_event_booking
     assert entity_rows(fast) == entity_rows(slow)
 
 
+@given(event_logs(), st.lists(st.integers(1, 7), max_size=20), st.integers(1, 3), st.booleans(), st.data())
+def test_a_batch_fed_in_parts_gives_the_rows_of_the_batch_applied_at_once(log, parts, partitions, fast, data):
+    """The processor feeds a batch to the aggregator in parts (its event loop free in between)
+    and finishes it once: the same rows, outcomes and watermarks as one apply(), after any
+    committed history, with watermarks (fresh events summed) or without (checked one by one)."""
+    _, sources = run(log, partitions=partitions)
+    committed = data.draw(st.integers(0, len(sources)), label="committed events")
+    store: dict = {}
+    everything = {(s.topic, s.partition) for s in sources}
+    marks = watermarks(store, everything) if fast else None
+    for i in range(0, committed, 3):
+        result = aggregator.apply(store, sources[i:min(i + 3, committed)], marks)
+        if marks is not None:
+            marks.update(result.watermarks)
+        store.update(result.measures)
+        store.update(result.entities)
+    batch = sources[committed:]
+    at_once = aggregator.apply(store, batch, marks)
+    fed = aggregator.begin(store, marks)
+    i = 0
+    for size in parts:
+        fed.feed(batch[i:i + size])
+        i += size
+    fed.feed(batch[i:])
+    in_parts = fed.finish()
+    assert in_parts.measures == at_once.measures
+    assert in_parts.entities == at_once.entities
+    assert in_parts.outcomes == at_once.outcomes
+    assert in_parts.rejected == at_once.rejected
+    assert in_parts.watermarks == at_once.watermarks
+
+
 def crash_mid_batch(sources, everything, data):
     """Commit a drawn number of `sources` in batches of 3 on the fast path, then apply the rest
     as one batch in flight: (store, the in-flight events, their result, not yet written)."""
