@@ -65,6 +65,8 @@ class _Compiler:
         return node
 
     def type_of(self, node: dict[str, Any], where: str) -> Any:
+        if not isinstance(node, dict):  # e.g. `items` as a list (tuple validation), or `true`
+            raise Unsupported(f"{where}: a schema that is not an object")
         keys = set(node) - _ANNOTATIONS
         if "$ref" in node:
             if keys != {"$ref"}:
@@ -143,7 +145,7 @@ def compiled(name: str) -> Any | None:
     compiler = _Compiler(name)
     try:
         return compiler.type_of(load_schema(name), name)
-    except Unsupported:
+    except (Unsupported, re.error, TypeError, ValueError):  # a pattern Python's re or msgspec refuses
         return None
 
 

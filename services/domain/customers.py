@@ -20,9 +20,9 @@ it stays in the rows it was written to and is no longer computed.
 from __future__ import annotations
 
 from bisect import bisect_left
-from operator import attrgetter
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
+from operator import attrgetter
 from zoneinfo import ZoneInfo
 
 from salespulse.domain.entities import UNKNOWN, WINDOW_PERIODS, Contribution, OrderState, rep_dims

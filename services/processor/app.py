@@ -116,10 +116,12 @@ class GcTimer:
 
 
 def settle_restored() -> None:
-    """After a restore: a full collection now, frozen after (GcTimer), rather than one walking
-    the restored rows at some moment of the live load that follows."""
+    """After a restore: a full collection now, and what survives it frozen (as GcTimer does),
+    rather than one walking the restored rows at some moment of the live load that follows."""
     started = time.perf_counter()
     gc.collect()
+    gc.freeze()
+    metrics.GC_FROZEN.set(gc.get_freeze_count())
     log.info("full garbage collection after the restore: %.1f s, %d objects frozen", time.perf_counter() - started,
              gc.get_freeze_count())
 

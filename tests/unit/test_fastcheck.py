@@ -98,3 +98,20 @@ def test_an_unknown_envelope_attribute_is_left_to_the_validator():
     doc = {**SAMPLES[0], "traceparent": "00-abc"}  # allowed by propertyNames: not checked fast
     assert schema_accepts("cloudevent.json", doc)
     assert not passes("cloudevent.json", doc)
+
+
+@pytest.mark.parametrize("schema", [
+    {"type": "array", "items": [{"type": "string"}]},  # tuple validation
+    {"type": "string", "pattern": "\\p{L}+"},  # a pattern Python's re does not know
+    {"type": "object", "properties": {"a": True}},
+    {"type": "string", "format": "email"},
+])
+def test_a_schema_the_compiler_cannot_translate_gets_no_fast_check(schema, monkeypatch):
+    from salespulse.contracts import fastcheck
+    monkeypatch.setattr(fastcheck, "load_schema", lambda name: schema)
+    compiled.cache_clear()
+    try:
+        assert compiled("odd.json") is None
+        assert not passes("odd.json", ["x"]) and not passes("odd.json", "x")
+    finally:
+        compiled.cache_clear()
