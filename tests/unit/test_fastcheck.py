@@ -29,11 +29,11 @@ def test_the_schemas_not_compiled_are_the_ones_using_keywords_the_compiler_leave
     assert {name for name in SCHEMAS if compiled(name) is None} == {"activity.logged.json", "survey.answered.json"}
 
 
-@pytest.mark.parametrize("doc", SAMPLES, ids=lambda doc: doc["type"])
-def test_sent_events_pass_the_fast_check_where_their_schema_compiled(doc):
-    assert passes("cloudevent.json", doc)
-    name = f"{doc['type']}.json"
-    assert passes(name, doc["data"]) is (compiled(name) is not None)
+def test_sent_events_pass_the_fast_check_where_their_schema_compiled():
+    for doc in SAMPLES:  # 400 events of every type from the simulator's floor
+        assert passes("cloudevent.json", doc), doc
+        name = f"{doc['type']}.json"
+        assert passes(name, doc["data"]) is (compiled(name) is not None), doc
 
 
 @settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
