@@ -57,6 +57,35 @@ def peak_rss_mib(pid: int) -> float | None:
     return None
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time the process has used so far (/proc/<pid>/stat)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuShare:
+    """Cores each process used between start() and stop(): where a run's CPU went (the bench's
+    producer and pollers, the API, the broker and Redis share the machine with the workers)."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.started: dict[str, float | None] = {}
+        self.at = 0.0
+
+    def start(self) -> None:
+        self.at = time.monotonic()
+        self.started = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+
+    def stop(self) -> dict[str, float]:
+        elapsed = time.monotonic() - self.at
+        used = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        return {name: round((used[name] - self.started[name]) / elapsed, 2) for name in self.pids
+                if used[name] is not None and self.started.get(name) is not None}
+
+
 def percentiles(samples: list[float]) -> dict:
     if not samples:
         return {"count": 0}
@@ -411,7 +440,11 @@ class Stack:
 
         async with httpx.AsyncClient(timeout=10) as client:
             pollers = [asyncio.create_task(poll_api(client)), asyncio.create_task(follow_sse(client))]
+            share = CpuShare({"bench": os.getpid(), "api": self.api.pid, "kafka": self.kafka.proc.pid,
+                              "redis": self.redis.proc.pid, **{w.name: w.proc.pid for w in running}})
+            share.start()
             elapsed = await produce()
+            cores = share.stop()
             deadline = time.monotonic() + 30
             while (len(seen_api) < len(sent_at) or len(seen_sse) < len(sent_at)) and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
@@ -423,7 +456,7 @@ class Stack:
         api = [seen_api[k] - sent_at[k] for k in sent_at if k in seen_api]
         sse = [seen_sse[k] - sent_at[k] for k in sent_at if k in seen_sse]
         return {"workers": len(running), "rate": rate, "achieved_rate": round((len(load) + len(sent_at)) / elapsed), "seconds": round(elapsed, 1),
-                "probes": len(sent_at), "api": percentiles(api), "sse": percentiles(sse),
+                "probes": len(sent_at), "api": percentiles(api), "sse": percentiles(sse), "cpu_cores": cores,
                 "probes_never_seen": {"api": len(sent_at) - len(api), "sse": len(sent_at) - len(sse)}}
 
     def memory(self) -> dict:

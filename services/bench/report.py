@@ -80,6 +80,14 @@ def markdown(r: dict) -> str:
                          f"| {lat['probes']} | {'GET /api/v1/kpis' if where == 'api' else 'SSE /api/v1/stream'} "
                          f"| {p.get('p50_ms')} | {p.get('p95_ms')} | {p.get('p99_ms')} | {p.get('max_ms')} "
                          f"| {lat['probes_never_seen'][where]} |")
+    shares = [(lat["rate"], lat["cpu_cores"]) for lat in (r.get("latency_light"), r["latency"]) if lat and "cpu_cores" in lat]
+    if shares:
+        lines += ["", f"CPU used while the events were sent (cores, of {r['machine']['cpus']}; the bench is the "
+                  "producer and the API and SSE pollers):", "",
+                  "| offered (events/s) | " + " | ".join(shares[0][1]) + " |",
+                  "|---:|" + "---:|" * len(shares[0][1])]
+        for rate, cores in shares:
+            lines.append(f"| {rate:,} | " + " | ".join(str(cores.get(name, "")) for name in shares[0][1]) + " |")
     mem = r["memory"]
     lines += ["", "## Peak memory (VmHWM, MiB)", "", "| process | MiB |", "|---|---:|",
               f"| Kafka broker (JVM, heap 2 GiB) | {mem['kafka_broker_mib']} |", f"| redis-server | {mem['redis_mib']} |",
