@@ -179,13 +179,15 @@ def _entity_of(envelope: Envelope) -> tuple[str, str]:
 @dataclass(slots=True)
 class Remembered:
     """A customer's state as last seen, the walk of its orders, its contributions if computed,
-    and, after a new last order, (the state before it, that state's walk, what the step
-    contributed): a cancellation of that order goes back to them."""
+    the walk's checkpoints (customers.rewalk), and, after a new last order, (the state before
+    it, that state's walk, what the step contributed, that state's checkpoints): a
+    cancellation of that order goes back to them."""
 
     state: Any
     walk: customers.Walk
     contributions: list[entities.Contribution] | None = None
-    undo: tuple[Any, customers.Walk, list[entities.Contribution]] | None = None
+    checkpoints: tuple[customers.Walk, ...] = ()
+    undo: tuple[Any, customers.Walk, list[entities.Contribution], tuple[customers.Walk, ...]] | None = None
 
 
 class Aggregator:
@@ -277,26 +279,36 @@ class Aggregator:
         its history. The usual changes start from the walk of `old` (remembered), and change only
         the contributions the walk settles or leaves open (customers.Walk): a new last order
         (walked on over), a churn after the last order (the open spell ends there), the last
-        order cancelled (the walk before it, remembered too). Any other change nets everything
-        `old` and `new` contribute."""
+        order cancelled (the walk before it, remembered too). Any other change of its orders
+        only (a late order, an older one cancelled) walks both from the last checkpoint before
+        the first order they differ in (customers.rewalk). Anything else nets everything `old`
+        and `new` contribute."""
         cached = self._customer_cache.get(customer_id)
         if cached is not None and (cached.state is old or cached.state == old):
             if customers.extends(old, new):
-                walk = cached.walk.copy()
-                stepped = walk.step(new.orders[walk.walked:])
+                walk, checkpoints = cached.walk.copy(), list(cached.checkpoints)
+                stepped = walk.step(new.orders[walk.walked:], checkpoints)
                 self.groups(cached.walk.ending(), stepped + walk.ending(), into)
-                self._remember_customer(customer_id, Remembered(new, walk, undo=(old, cached.walk, stepped)))
+                self._remember_customer(customer_id, Remembered(
+                    new, walk, checkpoints=customers.kept(checkpoints), undo=(old, cached.walk, stepped, cached.checkpoints)))
                 return
             if customers.churned_after(old, new, cached.walk.last):
                 walk = cached.walk.with_churns(new.churned_at)
                 self.groups(cached.walk.ending(), walk.ending(), into)
-                self._remember_customer(customer_id, Remembered(new, walk))
+                self._remember_customer(customer_id, Remembered(new, walk))  # checkpoints have the old churns
                 return
             if cached.undo is not None and (cached.undo[0] is new or cached.undo[0] == new):
-                _, walk, stepped = cached.undo  # back to the state before the last order
+                _, walk, stepped, checkpoints = cached.undo  # back to the state before the last order
                 self.groups(stepped + cached.walk.ending(), walk.ending(), into)
-                self._remember_customer(customer_id, Remembered(new, walk))
+                self._remember_customer(customer_id, Remembered(new, walk, checkpoints=checkpoints))
                 return
+            if customers.same_but_orders(old, new):
+                rewalked = customers.rewalk(old, new, cached.checkpoints)
+                if rewalked is not None:
+                    old_part, new_part, walk, checkpoints = rewalked
+                    self.groups(old_part, new_part, into)
+                    self._remember_customer(customer_id, Remembered(new, walk, checkpoints=checkpoints))
+                    return
         self.groups(self._customer_contributions(customer_id, old),
                     self._customer_contributions(customer_id, new), into)
 
@@ -306,9 +318,10 @@ class Aggregator:
         cached = self._customer_cache.get(customer_id)
         if cached is not None and cached.contributions is not None and (cached.state is state or cached.state == state):
             return cached.contributions
-        walk, contributions = customers.walked(customer_id, state, self.tz, self.horizon_days)
+        checkpoints: list[customers.Walk] = []
+        walk, contributions = customers.walked(customer_id, state, self.tz, self.horizon_days, checkpoints)
         if walk is not None:
-            self._remember_customer(customer_id, Remembered(state, walk, contributions))
+            self._remember_customer(customer_id, Remembered(state, walk, contributions, customers.kept(checkpoints)))
         return contributions
 
     def _remember_customer(self, customer_id: str, remembered: "Remembered") -> None:

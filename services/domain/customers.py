@@ -29,6 +29,12 @@ from salespulse.domain.entities import UNKNOWN, WINDOW_PERIODS, Contribution, Or
 from salespulse.domain.periods import PERIODS, bucket_starts, next_period_start
 
 DEFAULT_HORIZON_DAYS = 365
+# A customer's walk is remembered (Walk.step) every CHECKPOINT_EVERY orders, the last
+# CHECKPOINTS_KEPT of these states at most (about 1 KB each): a change among its last 128
+# orders (a late order, a cancellation) walks 8 orders on average before it and those after it
+# again (rewalk), one before that walks all of them.
+CHECKPOINT_EVERY = 8
+CHECKPOINTS_KEPT = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,13 +175,52 @@ def customer_contributions(customer_id: str, state: CustomerState | None, tz: Zo
 
 
 def walked(customer_id: str, state: CustomerState | None, tz: ZoneInfo,
-           horizon_days: int = DEFAULT_HORIZON_DAYS) -> tuple["Walk | None", list[Contribution]]:
+           horizon_days: int = DEFAULT_HORIZON_DAYS,
+           checkpoints: list["Walk"] | None = None) -> tuple["Walk | None", list[Contribution]]:
     """The walk over all of the customer's orders (None when it has none to walk) and its
-    contributions (customer_contributions)."""
+    contributions (customer_contributions); `checkpoints` collects states on the way (Walk.step)."""
     if state is None or (not state.orders and state.history is None):
         return None, []
     walk = Walk.start(customer_id, state, tz, horizon_days)
-    return walk, walk.step(state.orders) + walk.ending()
+    return walk, walk.step(state.orders, checkpoints) + walk.ending()
+
+
+def same_but_orders(old: CustomerState | None, new: CustomerState | None) -> bool:
+    """Whether `new` differs from `old` in its orders only (not its churns, sector or history)."""
+    return (old is not None and new is not None and new.churned_at == old.churned_at and new.sector == old.sector
+            and new.history == old.history)
+
+
+def first_difference(old: tuple[CustomerOrder, ...], new: tuple[CustomerOrder, ...]) -> int:
+    """The index of the first order in which the two differ (the shorter's length if none)."""
+    for i, (a, b) in enumerate(zip(old, new)):
+        if a is not b and a != b:
+            return i
+    return min(len(old), len(new))
+
+
+def kept(checkpoints: list["Walk"] | tuple["Walk", ...]) -> tuple["Walk", ...]:
+    """The checkpoints to remember of a walk: the latest CHECKPOINTS_KEPT."""
+    return tuple(checkpoints[-CHECKPOINTS_KEPT:])
+
+
+def rewalk(old: CustomerState, new: CustomerState, checkpoints: tuple["Walk", ...],
+           ) -> tuple[list[Contribution], list[Contribution], "Walk", tuple["Walk", ...]] | None:
+    """For `new` that differs from `old` in its orders only (same_but_orders): what each of them
+    contributes from the last checkpoint (a state of `old`'s walk, Walk.step) before their first
+    different order on, `new`'s walk and its checkpoints. The orders before that checkpoint
+    contribute the same to both, so only these parts differ: a late order or a cancellation
+    among a customer's last orders walks those few orders again, not all of them. None when no
+    checkpoint comes before the difference."""
+    changed = first_difference(old.orders, new.orders)
+    base = next((c for c in reversed(checkpoints) if c.walked <= changed), None)
+    if base is None:
+        return None
+    old_walk = base.copy()
+    old_part = old_walk.step(old.orders[base.walked:]) + old_walk.ending()
+    new_walk, marks = base.copy(), [c for c in checkpoints if c.walked < base.walked]
+    new_part = new_walk.step(new.orders[base.walked:], marks) + new_walk.ending()
+    return old_part, new_part, new_walk, kept(marks)
 
 
 def extends(old: CustomerState | None, new: CustomerState | None) -> bool:
@@ -248,12 +293,17 @@ class Walk:
         walk.churns = churns
         return walk
 
-    def step(self, orders: tuple[CustomerOrder, ...]) -> list[Contribution]:
-        """Walk on over `orders` (placed after every order walked so far); what they settle."""
+    def step(self, orders: tuple[CustomerOrder, ...], checkpoints: list["Walk"] | None = None) -> list[Contribution]:
+        """Walk on over `orders` (placed after every order walked so far); what they settle.
+        `checkpoints` (optional) gets a copy of the walk before every CHECKPOINT_EVERY-th order
+        (counted from the first): what the walk of any state with the same orders up to there,
+        and the same churns, sector and history, is at that point (rewalk)."""
         out: list[Contribution] = []
         churns = self.churns
         life_dims, sector, horizon = self.life_dims, self.sector, self.horizon
         for order in orders:
+            if checkpoints is not None and self.walked % CHECKPOINT_EVERY == 0:
+                checkpoints.append(self.copy())
             at = order.placed_at
             starts = bucket_starts(at, self.tz)
             if self.first_buckets is None:  # the customer's first order

@@ -268,3 +268,50 @@ def test_cancelling_the_last_order_goes_back_to_the_walk_before_it_without_walki
     assert walks == []
     assert with_placed == whole(placed)  # (whole() walks: after the count)
     assert booked_rows(groups) == whole(before) == whole(cancelled)
+
+
+@settings(max_examples=300, deadline=None)
+@given(customer_logs(), st.integers(1, 3), st.integers(1, 3))
+def test_walking_again_from_a_checkpoint_gives_the_figures_of_the_whole_history(log, every, kept):
+    """With checkpoints every 1-3 orders, 1-3 of them kept (8 and 16 in production: a customer
+    log here has up to 10 orders), late orders and cancellations are booked by walking again
+    from the checkpoint before the first order they change, or everything when none is kept
+    before it; the booked figures are still those of the whole history."""
+    from salespulse.domain import customers
+
+    events, horizon = log
+    production = customers.CHECKPOINT_EVERY, customers.CHECKPOINTS_KEPT
+    customers.CHECKPOINT_EVERY, customers.CHECKPOINTS_KEPT = every, kept
+    try:
+        aggregator = Aggregator(TZ, CurrencyConverter("EUR"), horizon_days=horizon)
+        groups: dict = {}
+        for kind, state, new, _ in lived(events, horizon):
+            if kind != "freeze":
+                aggregator.customer_groups("c", state, new, groups)
+    finally:
+        customers.CHECKPOINT_EVERY, customers.CHECKPOINTS_KEPT = production
+    assert booked_rows(groups) == whole_history(events, horizon)
+
+
+def test_a_late_order_or_an_older_cancellation_walks_the_last_orders_again_not_all(monkeypatch):
+    """A customer with a long history: an order placed before its latest ones (arriving late),
+    or one of its recent orders cancelled, is booked without walking all of its orders."""
+    from salespulse.domain import customers
+
+    state = customer(*((f"o{i}", order(i)) for i in range(100)))
+    aggregator, groups, walks = watched_aggregator(monkeypatch, state)
+    stepped = []
+    step = customers.Walk.step
+    monkeypatch.setattr(customers.Walk, "step", lambda self, orders, *rest: stepped.append(len(orders))
+                        or step(self, orders, *rest))
+
+    late = with_order(state, "late", order(97.5))
+    aggregator.customer_groups("c", state, late, groups)
+    cancelled = with_order(late, "o95", order(95, cancelled=True))
+    aggregator.customer_groups("c", late, cancelled, groups)
+    again = with_order(cancelled, "o101", order(101))
+    aggregator.customer_groups("c", cancelled, again, groups)
+
+    assert walks == []
+    assert max(stepped) <= customers.CHECKPOINT_EVERY + 5  # from the checkpoint before the change
+    assert booked_rows(groups) == whole(again)
