@@ -83,6 +83,12 @@ DASHBOARDS = {
         panel("Dead-lettered /min", "timeseries", [
             ('sum by (topic) (rate(salespulse_processor_events_total{outcome="deadlettered"}[5m])) * 60', "{{topic}}")],
               width=12),
+        panel("Batch time by phase (share of a worker)", "timeseries", [
+            ("sum by (phase) (rate(salespulse_processor_batch_phase_seconds_sum[5m]))", "{{phase}}")],
+              "percentunit", width=12),
+        panel("Measure rows written per event", "timeseries", [
+            ("sum(rate(salespulse_processor_batch_rows_sum[5m])) / sum(rate(salespulse_processor_batch_events_sum[5m]))",
+             "rows/event")], width=12),
         panel("Ingest /s", "timeseries", [("sum by (outcome) (rate(salespulse_ingest_events_total[1m]))",
                                            "{{outcome}}")], width=8),
         panel("Active alerts", "stat", [("sum by (level) (salespulse_alerts_active)", "{{level}}")], width=8),

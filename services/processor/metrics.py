@@ -21,6 +21,21 @@ BATCH_SECONDS = Histogram(
     "salespulse_processor_batch_seconds", "Time to apply a batch and publish its rows.",
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
+BATCH_ROWS = Histogram(
+    "salespulse_processor_batch_rows", "Measure rows a batch changed (each written to the changelog and Redis).",
+    buckets=(10, 100, 500, 1000, 2500, 5000, 10000, 25000, 50000),
+)
+BATCH_PHASE_SECONDS = Histogram(
+    "salespulse_processor_batch_phase_seconds",
+    "Time of each phase of a batch: decode (parse and check the events), directory (catch up on "
+    "directory.*), aggregate (entity transitions and cells), changelog (rows handed to the producer), "
+    "redis (rows copied to Redis), durable (waiting for the broker to acknowledge the changelog), "
+    "commit (the source offsets).",
+    ["phase"], buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+BATCH_PHASES = ("decode", "directory", "aggregate", "changelog", "redis", "durable", "commit")
+for _phase in BATCH_PHASES:
+    BATCH_PHASE_SECONDS.labels(_phase)
 READ_MODEL_FAILURES = Counter(
     "salespulse_processor_read_model_failures_total",
     "Redis writes that failed; the rows are copied again once Redis answers.",

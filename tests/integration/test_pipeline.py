@@ -284,13 +284,20 @@ async def test_the_processor_counts_outcomes_on_its_metrics_endpoint(api, produc
     import httpx
     from prometheus_client.parser import text_string_to_metric_families
 
-    def samples() -> dict:
-        text = httpx.get(f"http://127.0.0.1:{settings.processor_metrics_port}/metrics").text
-        return {(s.labels.get("topic"), s.labels.get("outcome")): s.value
-                for family in text_string_to_metric_families(text) for s in family.samples
-                if s.name == "salespulse_processor_events_total"}
+    def families() -> list:
+        return list(text_string_to_metric_families(
+            httpx.get(f"http://127.0.0.1:{settings.processor_metrics_port}/metrics").text))
 
-    before = samples()
+    def samples() -> dict:
+        return {(s.labels.get("topic"), s.labels.get("outcome")): s.value
+                for family in families() for s in family.samples if s.name == "salespulse_processor_events_total"}
+
+    def batch_figures() -> dict:
+        """Batches timed per phase, and the measure rows they wrote."""
+        return {s.labels.get("phase", s.name): s.value for family in families() for s in family.samples
+                if s.name in ("salespulse_processor_batch_phase_seconds_count", "salespulse_processor_batch_rows_sum")}
+
+    before, figures_before = samples(), batch_figures()
     rep = unique("rep")
     event = call("call.started", unique("c"), rep, "outbound", "2025-06-11T10:00:00+02:00")
     await send(producer, "sales.calls", event["data"]["call_id"], event)
@@ -303,3 +310,7 @@ async def test_the_processor_counts_outcomes_on_its_metrics_endpoint(api, produc
                              ("sales.orders", "deadlettered"): 1}.items():
             assert after[label] - before.get(label, 0) == delta, label
     await eventually(counted)
+    figures = batch_figures()
+    for phase in ("decode", "directory", "aggregate", "changelog", "redis", "durable", "commit"):
+        assert figures[phase] > figures_before[phase], phase  # every batch times each phase
+    assert figures["salespulse_processor_batch_rows_sum"] > figures_before["salespulse_processor_batch_rows_sum"]
