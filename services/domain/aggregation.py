@@ -280,9 +280,9 @@ class Aggregator:
         the contributions the walk settles or leaves open (customers.Walk): a new last order
         (walked on over), a churn after the last order (the open spell ends there), the last
         order cancelled (the walk before it, remembered too). Any other change of its orders
-        only (a late order, an older one cancelled) walks both from the last checkpoint before
-        the first order they differ in (customers.rewalk). Anything else nets everything `old`
-        and `new` contribute."""
+        or churns (a late order, an older one cancelled, a late churn) walks both from the last
+        checkpoint before the first difference (customers.rewalk). Anything else (its sector or
+        folded history changed) nets everything `old` and `new` contribute."""
         cached = self._customer_cache.get(customer_id)
         if cached is not None and (cached.state is old or cached.state == old):
             if customers.extends(old, new):
@@ -295,14 +295,15 @@ class Aggregator:
             if customers.churned_after(old, new, cached.walk.last):
                 walk = cached.walk.with_churns(new.churned_at)
                 self.groups(cached.walk.ending(), walk.ending(), into)
-                self._remember_customer(customer_id, Remembered(new, walk))  # checkpoints have the old churns
+                # The checkpoints hold: the added churns come after every order (customers.rewalk).
+                self._remember_customer(customer_id, Remembered(new, walk, checkpoints=cached.checkpoints))
                 return
             if cached.undo is not None and (cached.undo[0] is new or cached.undo[0] == new):
                 _, walk, stepped, checkpoints = cached.undo  # back to the state before the last order
                 self.groups(stepped + cached.walk.ending(), walk.ending(), into)
                 self._remember_customer(customer_id, Remembered(new, walk, checkpoints=checkpoints))
                 return
-            if customers.same_but_orders(old, new):
+            if customers.same_but_orders_and_churns(old, new):
                 rewalked = customers.rewalk(old, new, cached.checkpoints)
                 if rewalked is not None:
                     old_part, new_part, walk, checkpoints = rewalked

@@ -185,10 +185,9 @@ def walked(customer_id: str, state: CustomerState | None, tz: ZoneInfo,
     return walk, walk.step(state.orders, checkpoints) + walk.ending()
 
 
-def same_but_orders(old: CustomerState | None, new: CustomerState | None) -> bool:
-    """Whether `new` differs from `old` in its orders only (not its churns, sector or history)."""
-    return (old is not None and new is not None and new.churned_at == old.churned_at and new.sector == old.sector
-            and new.history == old.history)
+def same_but_orders_and_churns(old: CustomerState | None, new: CustomerState | None) -> bool:
+    """Whether `new` differs from `old` in its orders and churns only (not its sector or history)."""
+    return old is not None and new is not None and new.sector == old.sector and new.history == old.history
 
 
 def first_difference(old: tuple[CustomerOrder, ...], new: tuple[CustomerOrder, ...]) -> int:
@@ -206,19 +205,28 @@ def kept(checkpoints: list["Walk"] | tuple["Walk", ...]) -> tuple["Walk", ...]:
 
 def rewalk(old: CustomerState, new: CustomerState, checkpoints: tuple["Walk", ...],
            ) -> tuple[list[Contribution], list[Contribution], "Walk", tuple["Walk", ...]] | None:
-    """For `new` that differs from `old` in its orders only (same_but_orders): what each of them
-    contributes from the last checkpoint (a state of `old`'s walk, Walk.step) before their first
-    different order on, `new`'s walk and its checkpoints. The orders before that checkpoint
-    contribute the same to both, so only these parts differ: a late order or a cancellation
-    among a customer's last orders walks those few orders again, not all of them. None when no
-    checkpoint comes before the difference."""
+    """For `new` that differs from `old` in its orders and churns only
+    (same_but_orders_and_churns): what each of them contributes from the last checkpoint (a
+    state of `old`'s walk, Walk.step) before the first difference on, `new`'s walk and its
+    checkpoints. The orders before that checkpoint contribute the same to both, so only these
+    parts differ: a late order, a cancellation or a late churn among a customer's last orders
+    walks those few orders again, not all of them. None when no checkpoint comes before the
+    difference.
+
+    A checkpoint before order j is the same for any churns from order j-1's moment on: stepping
+    order k reads only the churns from order k-1's moment to order k's (_spell_end), so the
+    walks here take their churns from the states, not from the checkpoint."""
     changed = first_difference(old.orders, new.orders)
-    base = next((c for c in reversed(checkpoints) if c.walked <= changed), None)
+    churns = set(old.churned_at).symmetric_difference(new.churned_at)
+    earliest = min(churns) if churns else None
+    orders = old.orders
+    base = next((c for c in reversed(checkpoints) if c.walked <= changed and (
+        earliest is None or c.walked == 0 or orders[c.walked - 1].placed_at <= earliest)), None)
     if base is None:
         return None
-    old_walk = base.copy()
+    old_walk = base.with_churns(old.churned_at)
     old_part = old_walk.step(old.orders[base.walked:]) + old_walk.ending()
-    new_walk, marks = base.copy(), [c for c in checkpoints if c.walked < base.walked]
+    new_walk, marks = base.with_churns(new.churned_at), [c for c in checkpoints if c.walked < base.walked]
     new_part = new_walk.step(new.orders[base.walked:], marks) + new_walk.ending()
     return old_part, new_part, new_walk, kept(marks)
 
