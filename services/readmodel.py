@@ -133,21 +133,34 @@ class ReadModel:
         now = time.time()
         hashes: list[str] = []
         fields: list[Any] = []
-        members: dict[str, set[str]] = {}  # one SADD per key set
-        for topic, partition, row, measures in rows:
-            hashes.append(row_hash(row))
-            fields += (f"{topic}/{partition}", orjson.dumps({"m": measures, "t": now}))
-            members.setdefault(keys_set(row.period, row.start, row.dim), set()).add(row.key)
-            if row.period == "year" and row.dim == "all":
-                members.setdefault(YEARS, set()).add(row.start)
+        # One SADD per key set: (period, start, dim) -> keys. A batch writes thousands of rows
+        # over a few dozen sets and sources, so names are made once per set and source.
+        members: dict[tuple[str, str, str], set[str]] = {}
+        sources: dict[tuple[str, int], str] = {}
+        dumps, add_hash, add_fields = orjson.dumps, hashes.append, fields.extend
+        for topic, partition, (period, start, dim, key), measures in rows:
+            add_hash(f"{PREFIX}m:{period}:{start}:{dim}:{key}")  # row_hash
+            source = sources.get((topic, partition))
+            if source is None:
+                source = sources[(topic, partition)] = f"{topic}/{partition}"
+            add_fields((source, dumps({"m": measures, "t": now})))
+            keys = members.get((period, start, dim))
+            if keys is None:
+                keys = members[(period, start, dim)] = set()
+            keys.add(key)
         if not hashes:
             return
         pipe = self.redis.pipeline(transaction=False)
         n = ROWS_PER_SCRIPT
         for i in range(0, len(hashes), n):
             await self._hset_rows(keys=hashes[i:i + n], args=fields[2 * i:2 * (i + n)], client=pipe)
-        for name, keys in members.items():
-            pipe.sadd(name, *keys)
+        years = set()
+        for (period, start, dim), keys in members.items():
+            pipe.sadd(keys_set(period, start, dim), *keys)
+            if period == "year" and dim == "all":
+                years.add(start)
+        if years:
+            pipe.sadd(YEARS, *years)
         await pipe.execute()
 
     async def delete_rows(self, rows: Iterable[tuple[str, int, RowKey]]) -> None:
