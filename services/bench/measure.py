@@ -21,11 +21,13 @@ from zoneinfo import ZoneInfo
 import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 
 from salespulse.bench.workload import Message, history
 from salespulse.contracts.events import SOURCE_TOPICS
 from salespulse.contracts.topics import ensure_topics, partitions_of
 from salespulse.devstack.servers import LocalKafka, LocalRedis, free_port
+from salespulse.processor.metrics import BATCH_PHASES as PHASES
 from salespulse.settings import Settings
 from salespulse.simulator.__main__ import seed_directory
 from salespulse.simulator.world import World
@@ -111,6 +113,39 @@ def scrape(port: int) -> dict[str, float]:
     return out
 
 
+BATCH_FIGURES = ("salespulse_processor_batch_phase_seconds_sum", "salespulse_processor_batch_events_sum",
+                 "salespulse_processor_batch_events_count", "salespulse_processor_batch_rows_sum",
+                 "salespulse_processor_push_seconds_sum")
+
+
+def batch_figures(metrics_text: str) -> dict[str, float]:
+    """A worker's running totals of its batches (from its /metrics): seconds per phase, events,
+    batches, measure rows, and seconds spent pushing kpi.updates."""
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(metrics_text):
+        for sample in family.samples:
+            if sample.name in BATCH_FIGURES:
+                out[sample.labels.get("phase", sample.name)] = sample.value
+    return out
+
+
+def per_event(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """Where a worker's time went between two batch_figures(): microseconds of wall time per
+    event in each phase of its batches and in its kpi.updates pushes, measure rows per event,
+    events per batch. Empty when it handled no event meanwhile."""
+    def delta(name: str) -> float:
+        return after.get(name, 0.0) - before.get(name, 0.0)
+
+    events = delta("salespulse_processor_batch_events_sum")
+    if events <= 0:
+        return {}
+    figures = {f"{phase}_us": round(delta(phase) / events * 1e6, 1) for phase in PHASES}
+    figures["push_us"] = round(delta("salespulse_processor_push_seconds_sum") / events * 1e6, 1)
+    figures["rows_per_event"] = round(delta("salespulse_processor_batch_rows_sum") / events, 2)
+    figures["events_per_batch"] = round(events / max(1.0, delta("salespulse_processor_batch_events_count")))
+    return figures
+
+
 def aggregator_only(messages: Iterable[Message], tz: ZoneInfo, partitions: int, batch: int = 1000) -> dict:
     """Decode and aggregate in batches on a dict store, no Kafka or Redis: the ceiling
     the domain code alone puts on a worker (events keyed to partitions like Kafka's default)."""
@@ -172,6 +207,10 @@ class Worker:
             return scrape(self.port)
         except httpx.HTTPError:
             return {}  # not serving metrics yet
+
+    async def batch_figures(self) -> dict[str, float]:
+        async with httpx.AsyncClient(timeout=5) as client:
+            return batch_figures((await client.get(f"http://127.0.0.1:{self.port}/metrics")).text)
 
     def note_memory(self) -> None:
         if self.proc is not None:
@@ -442,9 +481,11 @@ class Stack:
             pollers = [asyncio.create_task(poll_api(client)), asyncio.create_task(follow_sse(client))]
             share = CpuShare({"bench": os.getpid(), "api": self.api.pid, "kafka": self.kafka.proc.pid,
                               "redis": self.redis.proc.pid, **{w.name: w.proc.pid for w in running}})
+            batches_before = {w.name: await w.batch_figures() for w in running}
             share.start()
             elapsed = await produce()
             cores = share.stop()
+            batches = {w.name: per_event(batches_before[w.name], await w.batch_figures()) for w in running}
             deadline = time.monotonic() + 30
             while (len(seen_api) < len(sent_at) or len(seen_sse) < len(sent_at)) and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
@@ -457,6 +498,7 @@ class Stack:
         sse = [seen_sse[k] - sent_at[k] for k in sent_at if k in seen_sse]
         return {"workers": len(running), "rate": rate, "achieved_rate": round((len(load) + len(sent_at)) / elapsed), "seconds": round(elapsed, 1),
                 "probes": len(sent_at), "api": percentiles(api), "sse": percentiles(sse), "cpu_cores": cores,
+                "batches": batches,
                 "probes_never_seen": {"api": len(sent_at) - len(api), "sse": len(sent_at) - len(sse)}}
 
     def memory(self) -> dict:

@@ -88,6 +88,17 @@ def markdown(r: dict) -> str:
                   "|---:|" + "---:|" * len(shares[0][1])]
         for rate, cores in shares:
             lines.append(f"| {rate:,} | " + " | ".join(str(cores.get(name, "")) for name in shares[0][1]) + " |")
+    spent = [(lat["rate"], name, figures) for lat in (r.get("latency_light"), r["latency"]) if lat
+             for name, figures in lat.get("batches", {}).items() if figures]
+    if spent:
+        phases = [key for key in spent[0][2] if key.endswith("_us")]
+        lines += ["", "Where each worker's time went per live event (µs of wall time, from its "
+                  "`salespulse_processor_batch_phase_seconds` and push times; the pushes run beside the batches):", "",
+                  "| offered (events/s) | worker | " + " | ".join(p.removesuffix("_us") for p in phases)
+                  + " | rows/event | events/batch |", "|---:|---|" + "---:|" * (len(phases) + 2)]
+        for rate, name, figures in spent:
+            lines.append(f"| {rate:,} | {name} | " + " | ".join(str(figures[p]) for p in phases)
+                         + f" | {figures['rows_per_event']} | {figures['events_per_batch']:,} |")
     mem = r["memory"]
     lines += ["", "## Peak memory (VmHWM, MiB)", "", "| process | MiB |", "|---|---:|",
               f"| Kafka broker (JVM, heap 2 GiB) | {mem['kafka_broker_mib']} |", f"| redis-server | {mem['redis_mib']} |",

@@ -1,4 +1,5 @@
-"""The bench's CPU accounting: the cores each process used over a run, from /proc."""
+"""The bench's accounting: the cores each process used over a run, from /proc, and where a
+worker's time went per event, from its batch metrics."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import subprocess
 import sys
 import time
 
-from salespulse.bench.measure import CpuShare
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+from salespulse.bench.measure import CpuShare, batch_figures, per_event
 from salespulse.bench.report import markdown
 
 
@@ -59,6 +62,46 @@ def test_the_report_gives_the_cores_of_each_latency_run():
         "memory": {"kafka_broker_mib": 1, "redis_mib": 1, "api_mib": 1, "bench_mib": 1, "workers_mib": {}},
         "targets": {},
     }
+    results["latency"]["batches"] = {"w1": {"decode_us": 30.0, "aggregate_us": 120.5, "push_us": 99.0,
+                                            "rows_per_event": 6.8, "events_per_batch": 330},
+                                     "w2": {}}  # no event meanwhile
     text = markdown(json.loads(json.dumps(results)))
     assert "| offered (events/s) | bench | api | w1 |" in text
     assert "| 5,000 | 0.28 | 0.1 | 0.53 |" in text
+    assert "| offered (events/s) | worker | decode | aggregate | push | rows/event | events/batch |" in text
+    assert "| 5,000 | w1 | 30.0 | 120.5 | 99.0 | 6.8 | 330 |" in text
+    assert "| w2 |" not in text
+
+
+def worker_metrics() -> tuple[CollectorRegistry, dict[str, Histogram]]:
+    """The batch histograms of salespulse.processor.metrics, in a registry of their own."""
+    registry = CollectorRegistry()
+    return registry, {
+        "phase": Histogram("salespulse_processor_batch_phase_seconds", "", ["phase"], registry=registry),
+        "events": Histogram("salespulse_processor_batch_events", "", registry=registry),
+        "rows": Histogram("salespulse_processor_batch_rows", "", registry=registry),
+        "push": Histogram("salespulse_processor_push_seconds", "", registry=registry),
+        "other": Histogram("salespulse_processor_batch_seconds", "", registry=registry),
+    }
+
+
+def test_a_workers_time_per_event_is_read_from_its_batch_metrics():
+    registry, m = worker_metrics()
+    m["phase"].labels("aggregate").observe(5.0)  # before: left out
+    m["events"].observe(1000)
+    before = batch_figures(generate_latest(registry).decode())
+    for _ in range(4):  # four batches of 500 events
+        m["events"].observe(500)
+        m["rows"].observe(1500)
+        m["phase"].labels("decode").observe(0.01)
+        m["phase"].labels("aggregate").observe(0.05)
+        m["other"].observe(1.0)
+    m["push"].observe(0.1)
+    figures = per_event(before, batch_figures(generate_latest(registry).decode()))
+    assert figures["decode_us"] == 20.0  # 0.04 s over 2,000 events
+    assert figures["aggregate_us"] == 100.0
+    assert figures["commit_us"] == 0.0  # a phase never observed
+    assert figures["push_us"] == 50.0
+    assert figures["rows_per_event"] == 3.0
+    assert figures["events_per_batch"] == 500
+    assert per_event(before, before) == {}
