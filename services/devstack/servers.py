@@ -58,10 +58,20 @@ def ensure_kafka_jars(version: str = KAFKA_VERSION) -> Path:
     return libs
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A free local TCP port, never the same one twice in this process: the system may hand a
+    port just closed out again, and a broker given one port for both of its listeners refused
+    to start (it happened in a test run)."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def port_open(host: str, port: int) -> bool:
