@@ -27,10 +27,11 @@ BATCH_ROWS = Histogram(
 )
 BATCH_PHASE_SECONDS = Histogram(
     "salespulse_processor_batch_phase_seconds",
-    "Time of each phase of a batch: decode (parse and check the events), directory (catch up on "
-    "directory.*), aggregate (entity transitions and cells), changelog (rows handed to the producer), "
-    "redis (rows copied to Redis), durable (waiting for the broker to acknowledge the changelog), "
-    "commit (the source offsets).",
+    "Time of each phase of a batch: decode (parse and check the events), directory (what is left of "
+    "catching up on directory.* once the events are decoded: the two overlap), aggregate (entity "
+    "transitions and cells), changelog (rows handed to the producer), redis (rows copied to Redis), "
+    "durable (waiting for the broker to acknowledge the changelog), commit (waiting for the previous "
+    "batch's offset commit, which overlaps this batch).",
     ["phase"], buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
 BATCH_PHASES = ("decode", "directory", "aggregate", "changelog", "redis", "durable", "commit")
