@@ -31,8 +31,8 @@ from salespulse.domain.periods import PERIODS, bucket_starts, next_period_start
 DEFAULT_HORIZON_DAYS = 365
 # A customer's walk is remembered (Walk.step) every CHECKPOINT_EVERY orders, the last
 # CHECKPOINTS_KEPT of these states at most (about 1 KB each): a change among its last 128
-# orders (a late order, a cancellation) walks 8 orders on average before it and those after it
-# again (rewalk), one before that walks all of them.
+# orders (a late order, a cancellation, a late churn) walks 8 orders on average before it and
+# those after it again (rewalk), one before that walks all of them.
 CHECKPOINT_EVERY = 8
 CHECKPOINTS_KEPT = 16
 
@@ -305,7 +305,8 @@ class Walk:
         """Walk on over `orders` (placed after every order walked so far); what they settle.
         `checkpoints` (optional) gets a copy of the walk before every CHECKPOINT_EVERY-th order
         (counted from the first): what the walk of any state with the same orders up to there,
-        and the same churns, sector and history, is at that point (rewalk)."""
+        the same sector and history, and the same churns before the last of those orders, is at
+        that point (rewalk gives it its churns)."""
         out: list[Contribution] = []
         churns = self.churns
         life_dims, sector, horizon = self.life_dims, self.sector, self.horizon
