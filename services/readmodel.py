@@ -138,16 +138,16 @@ class ReadModel:
         members: dict[tuple[str, str, str], set[str]] = {}
         sources: dict[tuple[str, int], str] = {}
         dumps, add_hash, add_fields = orjson.dumps, hashes.append, fields.extend
-        for topic, partition, (period, start, dim, key), measures in rows:
-            add_hash(f"{PREFIX}m:{period}:{start}:{dim}:{key}")  # row_hash
+        for topic, partition, row, measures in rows:
+            add_hash(row_hash(row))
             source = sources.get((topic, partition))
             if source is None:
                 source = sources[(topic, partition)] = f"{topic}/{partition}"
             add_fields((source, dumps({"m": measures, "t": now})))
-            keys = members.get((period, start, dim))
+            keys = members.get(row[:3])  # (period, start, dim)
             if keys is None:
-                keys = members[(period, start, dim)] = set()
-            keys.add(key)
+                keys = members[row[:3]] = set()
+            keys.add(row.key)
         if not hashes:
             return
         pipe = self.redis.pipeline(transaction=False)
