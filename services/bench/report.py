@@ -19,6 +19,8 @@ def lookup(results: dict, path: str):
         value = value[part]
     return value
 
+REBUILD_SHARE = 0.9  # of the saturation rate, the least a rebuild from the topics may run at
+
 
 def check(results: dict) -> dict:
     out = {}
@@ -28,9 +30,12 @@ def check(results: dict) -> dict:
         out[name] = {"value": value, "target": f"{op} {limit}", "met": met}
     replay, one = lookup(results, "one_worker.rebuild_seconds"), lookup(results, "one_worker.events_per_second")
     if replay and one:
-        out["replay at least as fast as live (rebuild events/s)"] = {
-            "value": round(results["events"] / replay), "target": f">= {one} (saturation)",
-            "met": results["events"] / replay >= 0.9 * one}
+        # The saturation rate leaves out the worker's start-up (joining the group, an empty
+        # restore), which the rebuild includes: hence the 10 % it is allowed.
+        floor = round(REBUILD_SHARE * one)
+        out["replay at least as fast as live (rebuild events/s, start-up included)"] = {
+            "value": round(results["events"] / replay), "target": f">= {floor} (90 % of saturation, {one})",
+            "met": results["events"] / replay >= floor}
     return out
 
 
