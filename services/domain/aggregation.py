@@ -126,6 +126,7 @@ class BatchResult:
     """Rows to write (measures first, then entities) and what happened to each event."""
 
     measures: dict[str, dict[str, Any]] = field(default_factory=dict)
+    cells: dict[str, tuple[str, int, RowKey]] = field(default_factory=dict)  # measures' key -> (topic, partition, row)
     entities: dict[str, dict[str, Any]] = field(default_factory=dict)
     outcomes: Counter = field(default_factory=Counter)  # (topic, applied|duplicate|stale|replayed)
     rejected: list[tuple[SourceEvent, str]] = field(default_factory=list)
@@ -387,11 +388,13 @@ class Batch:
         cells: dict[tuple[str, str, str, str], dict[str, int]] = {}
         expand(deltas, cells)
         prefix = measure_prefix(partition, topic)
-        written, store = self.result.measures, self.store
-        for (period, start, dim, key), delta in cells.items():
+        written, named, store, make = self.result.measures, self.result.cells, self.store, RowKey._make
+        for cell, delta in cells.items():
+            period, start, dim, key = cell
             mkey = f"{prefix}{period}|{start}|{dim}|{key}"
             row = written.get(mkey)
-            if row is None:
+            new = row is None
+            if new:
                 stored = store.get(mkey)
                 row = {"o": stored["o"], "m": dict(stored["m"])} if stored else {"o": -1, "m": {}}
             if offset <= row["o"]:
@@ -408,7 +411,9 @@ class Batch:
                         measures.pop(name, None)
             if changed_row:
                 row["o"] = offset
-                written[mkey] = row
+                if new:
+                    written[mkey] = row
+                    named[mkey] = (topic, partition, make(cell))
 
     def feed(self, events: Iterable[SourceEvent]) -> None:
         aggregator, result, changed, marks, load = self.aggregator, self.result, self.changed, self.marks, self.load

@@ -265,7 +265,7 @@ class Processor:
         metrics.BATCH_SIZE.observe(len(messages) + len(result.rejected))
         metrics.BATCH_ROWS.observe(len(result.measures))
         lap("changelog")
-        await self.publish(result.measures)
+        await self.publish(result.measures, result.cells)
         lap("redis")
         await asyncio.gather(*pending)  # durable before the worker commits the batch
         lap("durable")
@@ -315,18 +315,19 @@ class Processor:
             self._book_read_at = now
         return self._book
 
-    async def publish(self, measure_rows: dict[str, dict]) -> None:
+    async def publish(self, measure_rows: dict[str, dict], cells: dict[str, tuple[str, int, RowKey]]) -> None:
         """Copy changed partial rows to Redis (every reading sees them from then on), and note
         the rows of the current buckets (today, this week, month, quarter, year, and `now`) for
         the next kpi.updates flush. A closed bucket changed by a late event or a replay is in
-        Redis for every reading, not pushed: on a replay that was dozens of messages per event."""
+        Redis for every reading, not pushed: on a replay that was dozens of messages per event.
+        `cells` names each row (BatchResult.cells): its key is not parsed again."""
         if not measure_rows:
             return
         current = {kind: start.isoformat() for kind, start in bucket_starts(datetime.now(timezone.utc), self.tz).items()}
         skip = self.settings.kpi_updates_skip_dimensions
         rows, touched = [], {}
         for key, row in measure_rows.items():
-            partition, topic, row_key = parse_measure_key(key)
+            topic, partition, row_key = cells[key]
             rows.append((topic, partition, row_key, row["m"]))
             if (row_key.period == SNAPSHOT or current.get(row_key.period) == row_key.start) and row_key.dim not in skip:
                 touched.setdefault(row_key, set()).add(topic)

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from salespulse.contracts.events import ROUTES
 from salespulse.domain.aggregation import (
     Aggregator,
+    RowKey,
     SourceEvent,
     key_partition,
     measure_key,
@@ -49,12 +50,23 @@ def run(log, batch_sizes=None, partitions: int = 1, store=None, fast: bool = Fal
         if fast and marks is None:
             marks = watermarks(store, {(s.topic, s.partition) for s in sources})
         result = aggregator.apply(store, sources[i:i + n], marks)
+        assert_named(result)
         if marks is not None:
             marks.update(result.watermarks)
         store.update(result.measures)
         store.update(result.entities)
         i += n
     return store, sources
+
+
+def assert_named(result) -> None:
+    """Every measure row of a result is named (topic, partition, RowKey), as its key says."""
+    named = {}
+    for key in result.measures:
+        partition, topic, row = parse_measure_key(key)
+        named[key] = (topic, partition, row)
+    assert result.cells == named
+    assert all(type(row) is RowKey for _, _, row in result.cells.values())
 
 
 def cube(store) -> dict:
@@ -193,6 +205,7 @@ def test_a_batch_fed_in_parts_gives_the_rows_of_the_batch_applied_at_once(log, p
         i += size
     fed.feed(batch[i:])
     in_parts = fed.finish()
+    assert_named(in_parts)
     assert in_parts.measures == at_once.measures
     assert in_parts.entities == at_once.entities
     assert in_parts.outcomes == at_once.outcomes
