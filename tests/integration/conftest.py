@@ -21,7 +21,7 @@ import httpx
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from salespulse.contracts.events import SOURCE_TOPICS
 from salespulse.contracts.topics import ensure_topics, partitions_of
@@ -287,6 +287,19 @@ async def caught_up(bootstrap: str, group: str) -> None:
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+async def new_topic(client: dict, prefix: str, partitions: int, **configs: str) -> str:
+    """A topic of its own for one test (a unique name starting with `prefix`)."""
+    topic = unique(prefix)
+    admin = AIOKafkaAdminClient(**client)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1,
+                                            topic_configs=configs)])
+    finally:
+        await admin.close()
+    return topic
 
 
 def cloudevent(event_type: str, data: dict, event_id: str | None = None) -> dict:

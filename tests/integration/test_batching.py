@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from salespulse.processor.batching import take
-from tests.integration.conftest import eventually, unique
+from tests.integration.conftest import eventually, new_topic
 
 
 async def produce(producer: AIOKafkaProducer, topic: str, values: list[bytes]) -> None:
@@ -18,13 +17,7 @@ async def produce(producer: AIOKafkaProducer, topic: str, values: list[bytes]) -
 
 async def test_a_batch_takes_what_the_consumer_held_and_what_reached_the_broker_since(settings):
     client = settings.kafka_options()
-    topic = unique("test-take")
-    admin = AIOKafkaAdminClient(**client)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
-    finally:
-        await admin.close()
+    topic = await new_topic(client, "test-take", 1)
     producer = AIOKafkaProducer(**client, acks="all")
     consumer = AIOKafkaConsumer(**client, enable_auto_commit=False, auto_offset_reset="earliest")
     await producer.start()

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import orjson
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from salespulse.processor.state import State
-from tests.integration.conftest import unique
+from tests.integration.conftest import new_topic
 
 ROW_0 = "0|m|sales.orders|day|2026-11-23|rep|r1"
 NEW_0 = "0|m|sales.orders|day|2026-11-23|rep|r2"
@@ -16,14 +15,7 @@ ROW_1 = "1|e|sales.orders|order:o1"
 
 async def test_a_restore_undoes_a_write_cut_short_and_says_so_in_the_changelog(settings):
     client = settings.kafka_options()
-    topic = unique("test-state-changelog")
-    admin = AIOKafkaAdminClient(**client)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1,
-                                            topic_configs={"cleanup.policy": "compact"})])
-    finally:
-        await admin.close()
+    topic = await new_topic(client, "test-state-changelog", 2, **{"cleanup.policy": "compact"})
     producer = AIOKafkaProducer(**client, acks="all", enable_idempotence=True)
     await producer.start()
     try:
