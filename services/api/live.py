@@ -1,11 +1,15 @@
 """The live feed behind GET /api/v1/stream: a KPI change or an alert change, pushed.
 
-One `LiveHub` per API process follows kpi.updates and kpi.alerts from their end (no consumer
-group: every API replica sees every message, so any replica can serve any screen). A message
-on kpi.updates means some KPI rows changed; the hub bumps a version and wakes the streams,
-which read again what their screen shows (through the same readings as GET /kpis, so KPIs
-computed when read are pushed too) and send what differs. Readings are shared between the
+One `LiveHub` per API process watches the end offsets of kpi.updates and kpi.alerts (no
+consumer group: every API replica sees every change, so any replica can serve any screen). A
+message on kpi.updates means some KPI rows changed; the hub bumps a version and wakes the
+streams, which read again what their screen shows (through the same readings as GET /kpis, so
+KPIs computed when read are pushed too) and send what differs. Readings are shared between the
 streams of one version, so a hundred screens on the same board cost one reading per change.
+
+The messages themselves are not read: only their arrival matters, and fetching them (every
+live KPI of every changed row: 22 a live event at 1,000 events/s) took over a third of an API
+process's busy time at 5,000 events/s. The end offsets are asked for every POLL_SECONDS instead.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from salespulse.settings import kafka_client
 
 log = logging.getLogger(__name__)
 
+POLL_SECONDS = 0.02  # between two looks at the topics' end offsets (one small request each)
+
 
 class LiveHub:
     def __init__(self, bootstrap_servers: str, readings: Readings) -> None:
@@ -34,26 +40,25 @@ class LiveHub:
         self._cache: dict[tuple[str, str, str], tuple[int, float, asyncio.Task]] = {}
 
     async def run(self) -> None:
-        """Follow both topics for as long as the API runs; reconnect when Kafka goes away."""
+        """Watch both topics for as long as the API runs; reconnect when Kafka goes away."""
         while True:
-            consumer = AIOKafkaConsumer(**kafka_client(self.bootstrap_servers), enable_auto_commit=False,
-                                        fetch_max_wait_ms=50)
+            consumer = AIOKafkaConsumer(**kafka_client(self.bootstrap_servers), enable_auto_commit=False)
             try:
                 await consumer.start()
                 partitions = [TopicPartition(topic, p) for topic in (KPI_UPDATES, KPI_ALERTS)
                               for p in await partitions_of(self.bootstrap_servers, topic)]
                 if {tp.topic for tp in partitions} != {KPI_UPDATES, KPI_ALERTS}:
                     raise RuntimeError("kpi.updates or kpi.alerts does not exist yet")
-                consumer.assign(partitions)
-                await consumer.seek_to_end(*partitions)
+                ends = await consumer.end_offsets(partitions)
                 self._notify()  # anything missed while away: let every stream read again
                 while True:
-                    batches = await consumer.getmany(timeout_ms=1000)
-                    kpis = sum(len(r) for tp, r in batches.items() if tp.topic == KPI_UPDATES)
-                    alerts = sum(len(r) for tp, r in batches.items() if tp.topic == KPI_ALERTS)
-                    if kpis or alerts:
-                        self.kpi_version += bool(kpis)
-                        self.alert_version += bool(alerts)
+                    await asyncio.sleep(POLL_SECONDS)
+                    now = await consumer.end_offsets(partitions)
+                    moved = {tp.topic for tp in partitions if now[tp] != ends[tp]}
+                    ends = now
+                    if moved:
+                        self.kpi_version += KPI_UPDATES in moved
+                        self.alert_version += KPI_ALERTS in moved
                         self._notify()
             except asyncio.CancelledError:
                 raise
