@@ -50,7 +50,11 @@ class LiveHub:
                 if {tp.topic for tp in partitions} != {KPI_UPDATES, KPI_ALERTS}:
                     raise RuntimeError("kpi.updates or kpi.alerts does not exist yet")
                 ends = await consumer.end_offsets(partitions)
-                self._notify()  # anything missed while away: let every stream read again
+                # Anything may have changed while away: every stream reads again (a new version,
+                # or the readings cached for this one would be sent again, alerts not re-read).
+                self.kpi_version += 1
+                self.alert_version += 1
+                self._notify()
                 while True:
                     await asyncio.sleep(POLL_SECONDS)
                     now = await consumer.end_offsets(partitions)
