@@ -70,8 +70,8 @@ async def take(consumer: AIOKafkaConsumer, max_records: int, wait_seconds: float
     batch's start. Taken alone, those records would have waited one batch to be fetched and
     another to be handled; the second getmany sends the fetch of everything since at once.
     (At 2,500 events/s on two workers this cut the mean time from produce to handled by a
-    quarter to a third.) When the first records were fetched just now, the second fetch returns the few
-    that arrived meanwhile, or nothing once `fresh_seconds` are up."""
+    quarter to a third.) When the first records were fetched just now, the second fetch
+    returns the few that arrived meanwhile, or nothing once `fresh_seconds` are up."""
     batches = await consumer.getmany(timeout_ms=int(wait_seconds * 1000), max_records=max_records)
     room = max_records - sum(map(len, batches.values()))
     if batches and room > 0:
