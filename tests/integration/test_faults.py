@@ -13,11 +13,14 @@ what it replays and reads is its own messy log (messy.py) and nothing else:
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import signal
 import subprocess
+from collections import Counter
 from datetime import datetime, timezone
 
+import httpx
 import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -65,6 +68,14 @@ class Processor:
             self.proc.terminate()
             self.proc.wait(30)
 
+    def event_counts(self) -> list[str]:
+        """Its salespulse_processor_events_total lines (events by topic and outcome), if it runs."""
+        try:
+            text = httpx.get(f"http://127.0.0.1:{self.settings.processor_metrics_port}/metrics").text
+        except httpx.HTTPError as exc:
+            return [f"no metrics: {exc}"]
+        return [line for line in text.splitlines() if line.startswith("salespulse_processor_events_total")]
+
 
 async def send_with_retries(producer: AIOKafkaProducer, log, pause_every: int = 25, pause: float = 0.1) -> int:
     """Send the log in order as a careful sender does: a send that fails is sent again (events
@@ -111,13 +122,26 @@ async def messy_log_through(own: OwnServers, seed: int, disturb, workers: int = 
                              timeout=180, interval=1)
             running = worker.proc.poll() is None
             compared, differences = await compare(api, log, directory, targets, tag, rng)
+            if differences:
+                explain(settings, group, log, differences)
     finally:
         await producer.stop()
         for member in group:
             member.stop()
     assert compared > 10_000
-    assert differences == [], f"{len(differences)} of {compared} values differ, e.g. {differences[:5]}"
+    assert differences == [], (f"{len(differences)} of {compared} values differ, by KPI "
+                               f"{Counter(d[0] for d in differences).most_common()}, e.g. {differences[:5]}; "
+                               f"all of them, the log and the workers' event counts in {settings.data_dir}")
     return retries, running
+
+
+def explain(settings: Settings, group: list[Processor], log, differences: list[tuple]) -> None:
+    """Keep what a rare failure needs to be understood beside the workers' logs."""
+    (settings.data_dir / "differences.json").write_text(json.dumps(
+        {"differences": differences, "events": {m.settings.processor_instance_id: m.event_counts() for m in group}},
+        default=str, indent=1))
+    (settings.data_dir / "sent.jsonl").write_bytes(b"".join(
+        orjson.dumps({"topic": topic, "key": key, "event": event}) + b"\n" for topic, key, event in log))
 
 
 async def test_a_processor_killed_at_random_points_loses_nothing_and_counts_nothing_twice(own):
