@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.producer.message_accumulator import BatchBuilder
@@ -60,7 +60,7 @@ class Batches:
 
 
 async def take(consumer: AIOKafkaConsumer, max_records: int, wait_seconds: float, fresh_seconds: float,
-               ) -> dict[TopicPartition, list[ConsumerRecord]]:
+               lap: Callable[[str], None] = lambda phase: None) -> dict[TopicPartition, list[ConsumerRecord]]:
     """The next batch: the records the consumer holds (waiting up to `wait_seconds` for some),
     then the records that reached the broker since it fetched those (waiting up to
     `fresh_seconds` for them), `max_records` at most, in offset order per partition.
@@ -71,11 +71,15 @@ async def take(consumer: AIOKafkaConsumer, max_records: int, wait_seconds: float
     another to be handled; the second getmany sends the fetch of everything since at once.
     (At 2,500 events/s on two workers this cut the mean time from produce to handled by a
     quarter to a third.) When the first records were fetched just now, the second fetch
-    returns the few that arrived meanwhile, or nothing once `fresh_seconds` are up."""
+    returns the few that arrived meanwhile, or nothing once `fresh_seconds` are up.
+    `lap(phase)` is called once each getmany is done: "fetch", then "fresh" if there is one."""
     batches = await consumer.getmany(timeout_ms=int(wait_seconds * 1000), max_records=max_records)
+    lap("fetch")
     room = max_records - sum(map(len, batches.values()))
     if batches and room > 0:
-        for tp, records in (await consumer.getmany(timeout_ms=int(fresh_seconds * 1000), max_records=room)).items():
+        fresh = await consumer.getmany(timeout_ms=int(fresh_seconds * 1000), max_records=room)
+        lap("fresh")
+        for tp, records in fresh.items():
             held = batches.get(tp)
             if held and records[0].offset <= held[-1].offset:
                 # The consumer went back in between (a rebalance gave the partition back from

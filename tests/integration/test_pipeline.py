@@ -311,6 +311,6 @@ async def test_the_processor_counts_outcomes_on_its_metrics_endpoint(api, produc
             assert after[label] - before.get(label, 0) == delta, label
     await eventually(counted)
     figures = batch_figures()
-    for phase in ("decode", "directory", "aggregate", "changelog", "redis", "durable", "commit"):
+    for phase in ("fetch", "fresh", "decode", "directory", "aggregate", "changelog", "redis", "durable", "commit"):
         assert figures[phase] > figures_before[phase], phase  # every batch times each phase
     assert figures["salespulse_processor_batch_rows_sum"] > figures_before["salespulse_processor_batch_rows_sum"]

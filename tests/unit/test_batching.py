@@ -49,3 +49,14 @@ async def test_a_partition_fetched_again_from_an_earlier_offset_keeps_only_the_n
     # position follows the second records, so the held ones are dropped, not handled twice.
     consumer = Consumer({A: records(A, 5, 6), B: records(B, 3)}, {A: records(A, 5, 6, 7), B: records(B, 4)})
     assert offsets(await take(consumer, 10, 0.05, 0.02)) == {A: [5, 6, 7], B: [3, 4]}
+
+
+async def test_each_fetch_is_timed_as_it_ends():
+    laps: list[tuple[str, int]] = []
+    consumer = Consumer({A: records(A, 1)}, {A: records(A, 2)})
+    await take(consumer, 10, 0.05, 0.02, lambda phase: laps.append((phase, len(consumer.asked))))
+    assert laps == [("fetch", 1), ("fresh", 2)]
+    laps.clear()
+    consumer = Consumer({})
+    await take(consumer, 10, 0.05, 0.02, lambda phase: laps.append((phase, len(consumer.asked))))
+    assert laps == [("fetch", 1)]  # nothing held: no second fetch to time
