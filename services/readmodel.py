@@ -16,6 +16,9 @@ Layout (prefix `sp:`):
 - `sp:wh:seen:{provider}:{event id}`   a provider event already taken (expires).
 - `sp:synced`                           hash, source partition -> time its rows were last
   copied in full; a missing field (Redis restarted empty) makes its owner copy them again.
+- `sp:version`                          counter, bumped in the same round trip as every write a
+  KPI reading shows (rows, directory records, targets): the API's live streams read again
+  when it moves.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ SYNCED = PREFIX + "synced"
 YEARS = PREFIX + "years"
 DIRECTORY = PREFIX + "dir:"
 WEBHOOK = PREFIX + "wh:"
+VERSION = PREFIX + "version"
 
 
 def row_hash(row: RowKey) -> str:
@@ -126,6 +130,17 @@ class ReadModel:
     async def ping(self) -> bool:
         return bool(await self.redis.ping())
 
+    async def version(self) -> int:
+        """The count of writes a KPI reading shows so far (VERSION)."""
+        return int(await self.redis.get(VERSION) or 0)
+
+    async def _changing(self, command: Callable[[Any], Any]) -> Any:
+        """Run one write a reading shows, with the version bump, in one round trip; its result."""
+        pipe = self.redis.pipeline(transaction=False)
+        command(pipe)
+        pipe.incr(VERSION)
+        return (await pipe.execute())[0]
+
     # --- written by the processor -----------------------------------------------------
 
     async def write_rows(self, rows: Iterable[tuple[str, int, RowKey, Mapping[str, int]]]) -> None:
@@ -161,6 +176,7 @@ class ReadModel:
                 years.add(start)
         if years:
             pipe.sadd(YEARS, *years)
+        pipe.incr(VERSION)
         await pipe.execute()
 
     async def delete_rows(self, rows: Iterable[tuple[str, int, RowKey]]) -> None:
@@ -178,6 +194,7 @@ class ReadModel:
         pipe = self.redis.pipeline(transaction=False)
         for row in gone:
             pipe.srem(keys_set(row.period, row.start, row.dim), row.key)
+        pipe.incr(VERSION)
         await pipe.execute()
 
     async def synced_partitions(self) -> set[str]:
@@ -218,7 +235,7 @@ class ReadModel:
     # --- directory records (written by the API, copied from the directory.* topics) ------
 
     async def put_record(self, kind: str, key: str, doc: Mapping[str, Any]) -> None:
-        await self.redis.hset(f"{DIRECTORY}{kind}", key, orjson.dumps(doc))
+        await self._changing(lambda pipe: pipe.hset(f"{DIRECTORY}{kind}", key, orjson.dumps(doc)))
 
     async def write_records(self, records: Iterable[tuple[str, str, Mapping[str, Any] | None]]) -> None:
         """Copy (kind, key, record or None to delete) from the directory topics, in one round trip."""
@@ -228,6 +245,7 @@ class ReadModel:
                 pipe.hdel(f"{DIRECTORY}{kind}", key)
             else:
                 pipe.hset(f"{DIRECTORY}{kind}", key, orjson.dumps(doc))
+        pipe.incr(VERSION)
         await pipe.execute()
 
     async def replace_records(self, records: Iterable[tuple[str, str, Mapping[str, Any]]]) -> None:
@@ -236,10 +254,11 @@ class ReadModel:
         pipe.delete(*(f"{DIRECTORY}{kind}" for kind in RECORD_CLASSES))
         for kind, key, doc in records:
             pipe.hset(f"{DIRECTORY}{kind}", key, orjson.dumps(doc))
+        pipe.incr(VERSION)
         await pipe.execute()
 
     async def delete_record(self, kind: str, key: str) -> bool:
-        return bool(await self.redis.hdel(f"{DIRECTORY}{kind}", key))
+        return bool(await self._changing(lambda pipe: pipe.hdel(f"{DIRECTORY}{kind}", key)))
 
     async def record(self, kind: str, key: str) -> dict[str, Any] | None:
         raw = await self.redis.hget(f"{DIRECTORY}{kind}", key)
@@ -252,10 +271,10 @@ class ReadModel:
     # --- targets ----------------------------------------------------------------------
 
     async def put_target(self, tid: TargetId, doc: Mapping[str, Any]) -> None:
-        await self.redis.hset(TARGETS, tid.encode(), orjson.dumps(doc))
+        await self._changing(lambda pipe: pipe.hset(TARGETS, tid.encode(), orjson.dumps(doc)))
 
     async def delete_target(self, tid: TargetId) -> bool:
-        return bool(await self.redis.hdel(TARGETS, tid.encode()))
+        return bool(await self._changing(lambda pipe: pipe.hdel(TARGETS, tid.encode())))
 
     async def target_docs(self) -> dict[TargetId, dict[str, Any]]:
         raw = await self.redis.hgetall(TARGETS)

@@ -90,7 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state.producer = new_producer(settings.kafka_bootstrap_servers)
         state.kafka_connected = asyncio.Event()
         state.targets_loaded = asyncio.Event()
-        state.live = LiveHub(settings.kafka_bootstrap_servers, state.readings)
+        state.live = LiveHub(settings.kafka_bootstrap_servers, state.readings, state.readmodel)
         connecting = asyncio.create_task(connect_kafka(app))
         following = asyncio.create_task(state.live.run())
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import redis.asyncio
 
 from salespulse.domain.aggregation import RowKey
+from salespulse.domain.targets import TargetId
 from salespulse.readmodel import ReadModel, _HiredisPacking, connect
 from tests.integration.conftest import unique
 
@@ -22,6 +23,30 @@ async def test_dropping_expired_parts_removes_a_row_only_once_no_part_is_left(re
         assert await readmodel.read_dimension("day", "2020-02-03", dim) == {key: {"orders": 1}, other.key: {"calls_outbound": 1}}
         await readmodel.delete_rows([("sales.orders", 1, row)])
         assert await readmodel.read_dimension("day", "2020-02-03", dim) == {other.key: {"calls_outbound": 1}}
+    finally:
+        await readmodel.close()
+
+
+async def test_every_write_a_reading_shows_moves_the_version(redis_url):
+    readmodel = ReadModel.from_url(redis_url)
+    try:
+        row, rep = RowKey("day", "2020-02-04", unique("dim"), "k"), unique("rep")
+        target = TargetId("revenue", "rep", "r", "month")
+        writes = {
+            "rows": lambda: readmodel.write_rows([("sales.orders", 1, row, {"orders": 1})]),
+            "rows dropped": lambda: readmodel.delete_rows([("sales.orders", 1, row)]),
+            "directory records copied": lambda: readmodel.write_records([("reps", rep, {"team": "t"})]),
+            "directory replaced": lambda: readmodel.replace_records([("reps", rep, {"team": "u"})]),
+            "directory record": lambda: readmodel.put_record("reps", rep, {"team": "v"}),
+            "directory record deleted": lambda: readmodel.delete_record("reps", rep),
+            "target": lambda: readmodel.put_target(target, {"value": "10"}),
+            "target deleted": lambda: readmodel.delete_target(target),
+        }
+        for what, write in writes.items():
+            before = await readmodel.version()
+            await write()
+            assert await readmodel.version() == before + 1, what
+        assert await readmodel.delete_target(target) is False  # the write's own answer is kept
     finally:
         await readmodel.close()
 
