@@ -75,8 +75,11 @@ def entity_key(partition: int, topic: str, kind: str, entity_id: str) -> str:
     return f"{partition}|e|{topic}|{kind}:{entity_id}"
 
 
+CUSTOMER_ROW = "|e|customer|"  # what a customer row's key has after its partition
+
+
 def customer_key(partition: int, customer_id: str) -> str:
-    return f"{partition}|e|customer|{customer_id}"
+    return f"{partition}{CUSTOMER_ROW}{customer_id}"
 
 
 def measure_key(partition: int, topic: str, row: tuple[str, str, str, str]) -> str:
@@ -149,7 +152,7 @@ _ENTITY_OF: dict[type, tuple[str, str]] = {
 
 
 _SNAPSHOT_BUCKETS = ((SNAPSHOT, ""),)
-CUSTOMER_CACHE_SIZE = 4096  # customers whose contributions are remembered (then forgotten at once)
+CUSTOMER_CACHE_SIZE = 4096  # customers whose contributions and decoded states are remembered (then forgotten at once)
 STATE_CACHE_SIZE = 20_000  # entity rows whose decoded state is remembered (then forgotten at once)
 
 # Measure changes not yet spread over cells: (buckets, dims) -> measure -> change, where
@@ -209,6 +212,9 @@ class Aggregator:
         # row key -> (the stored JSON of its state, that state decoded): a row this aggregator
         # wrote or read is decoded once, not once per batch (a customer's state holds its orders).
         self._states: dict[str, tuple[dict[str, Any], Any]] = {}
+        # The same for customer rows, apart: a few hundred customers are decoded over and over
+        # (hundreds of orders each) when the many new calls and orders flush them out with the rest.
+        self._customer_states: dict[str, tuple[dict[str, Any], Any]] = {}
         # customer id -> what is remembered of its last state seen: a customer's next change
         # starts from it (customer_groups).
         self._customer_cache: dict[str, Remembered] = {}
@@ -261,17 +267,21 @@ class Aggregator:
 
     def _decoded(self, key: str, encoded: dict[str, Any]):
         """The state of a stored row; decoded once per stored version (states are immutable)."""
-        cached = self._states.get(key)
+        cached = self._state_cache(key).get(key)
         if cached is not None and cached[0] is encoded:
             return cached[1]
         state = states.state_from_json(encoded)
         self._remember(key, encoded, state)
         return state
 
+    def _state_cache(self, key: str) -> dict[str, tuple[dict[str, Any], Any]]:
+        return self._customer_states if CUSTOMER_ROW in key else self._states
+
     def _remember(self, key: str, encoded: dict[str, Any], state) -> None:
-        if len(self._states) >= STATE_CACHE_SIZE:
-            self._states.clear()
-        self._states[key] = (encoded, state)
+        cache = self._state_cache(key)
+        if len(cache) >= (CUSTOMER_CACHE_SIZE if cache is self._customer_states else STATE_CACHE_SIZE):
+            cache.clear()
+        cache[key] = (encoded, state)
 
     def customer_groups(self, customer_id: str, old, new, into: Groups) -> None:
         """Book what a customer's change from `old` to `new` changes in its contributions.

@@ -10,9 +10,12 @@ from hypothesis import strategies as st
 
 from salespulse.contracts.events import ROUTES
 from salespulse.domain.aggregation import (
+    STATE_CACHE_SIZE,
     Aggregator,
     RowKey,
     SourceEvent,
+    customer_key,
+    entity_key,
     key_partition,
     measure_key,
     merge_measures,
@@ -307,3 +310,19 @@ def test_a_crash_then_redelivery_interleaved_anew_gives_the_clean_result(log, da
     store.update(redelivered.measures)
     store.update(redelivered.entities)
     assert cube(store) == cube(clean)
+
+
+def test_customer_states_stay_decoded_while_many_new_entity_rows_pass(monkeypatch):
+    # Live, new calls and orders fill the state cache every few seconds; clearing it made every
+    # customer (hundreds of orders each) be decoded again.
+    fresh, decoded = Aggregator(TZ, CurrencyConverter("EUR"), directory()), []
+    monkeypatch.setattr(states, "state_from_json", lambda encoded: decoded.append(encoded) or object())
+    customer, first_call = {"_kind": "customer"}, {"_kind": "call"}
+    fresh._decoded(customer_key(0, "c1"), customer)
+    fresh._decoded(entity_key(0, "sales.calls", "call", "0"), first_call)
+    for i in range(1, STATE_CACHE_SIZE + 1):
+        fresh._decoded(entity_key(0, "sales.calls", "call", str(i)), {"_kind": "call"})
+    fresh._decoded(customer_key(0, "c1"), customer)
+    fresh._decoded(entity_key(0, "sales.calls", "call", "0"), first_call)
+    assert [d for d in decoded if d is customer] == [customer]  # remembered all along
+    assert [d for d in decoded if d is first_call] == [first_call, first_call]  # the calls' cache was cleared
