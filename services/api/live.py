@@ -11,7 +11,7 @@ readings are redone at most every MIN_WAKE_SECONDS.
 
 Every replica sees every change (nothing is consumed), and one reconnecting to Redis or Kafka
 reads everything again. Until 2026-11-24 the KPI side followed kpi.updates' end offsets: a
-screen then waited for the processor's next push (under load, pushes are paced to a quarter
+screen then waited for the processor's next push (under load, pushes were paced to a quarter
 of a worker's time: every 0.3 s at 5,000 events/s) where the rows were in Redis already.
 """
 

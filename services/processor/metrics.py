@@ -28,11 +28,11 @@ BATCH_ROWS = Histogram(
 BATCH_PHASE_SECONDS = Histogram(
     "salespulse_processor_batch_phase_seconds",
     "Time of each phase of a batch: fetch (waiting for the records the consumer holds), fresh (for "
-    "those that reached the broker since: batching.take), decode (parse and check the events), directory (what is left of "
-    "catching up on directory.* once the events are decoded: the two overlap), aggregate (entity "
-    "transitions and cells), changelog (rows handed to the producer), redis (rows copied to Redis), "
-    "durable (waiting for the broker to acknowledge the changelog), commit (waiting for the previous "
-    "batch's offset commit, which overlaps this batch).",
+    "those that reached the broker since: batching.take), decode (parse and check the events), "
+    "directory (what is left of catching up on directory.* once the events are decoded: the two "
+    "overlap), aggregate (entity transitions and cells), changelog (rows handed to the producer), "
+    "redis (rows copied to Redis), durable (waiting for the broker to acknowledge the changelog), "
+    "commit (waiting for the previous batch's offset commit, which overlaps this batch).",
     ["phase"], buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
 BATCH_PHASES = ("fetch", "fresh", "decode", "directory", "aggregate", "changelog", "redis", "durable", "commit")
