@@ -267,19 +267,17 @@ class Aggregator:
 
     def _decoded(self, key: str, encoded: dict[str, Any]):
         """The state of a stored row; decoded once per stored version (states are immutable)."""
-        cached = self._state_cache(key).get(key)
+        cached = (self._customer_states if CUSTOMER_ROW in key else self._states).get(key)
         if cached is not None and cached[0] is encoded:
             return cached[1]
         state = states.state_from_json(encoded)
         self._remember(key, encoded, state)
         return state
 
-    def _state_cache(self, key: str) -> dict[str, tuple[dict[str, Any], Any]]:
-        return self._customer_states if CUSTOMER_ROW in key else self._states
-
     def _remember(self, key: str, encoded: dict[str, Any], state) -> None:
-        cache = self._state_cache(key)
-        if len(cache) >= (CUSTOMER_CACHE_SIZE if cache is self._customer_states else STATE_CACHE_SIZE):
+        cache, size = ((self._customer_states, CUSTOMER_CACHE_SIZE) if CUSTOMER_ROW in key
+                       else (self._states, STATE_CACHE_SIZE))
+        if len(cache) >= size:
             cache.clear()
         cache[key] = (encoded, state)
 
