@@ -21,12 +21,14 @@ from zoneinfo import ZoneInfo
 import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client.parser import text_string_to_metric_families
 
 from salespulse.bench.workload import Message, history
 from salespulse.contracts.events import SOURCE_TOPICS
 from salespulse.contracts.topics import ensure_topics, partitions_of
 from salespulse.devstack.servers import LocalKafka, LocalRedis, free_port
+from salespulse.processor.batching import Batches
 from salespulse.processor.metrics import BATCH_PHASES as PHASES
 from salespulse.settings import Settings
 from salespulse.simulator.__main__ import seed_directory
@@ -280,6 +282,20 @@ class Stack:
         await asyncio.gather(*pending)
         return count, size
 
+    async def routed(self, messages: Iterable[Message]) -> list[tuple[str, int, bytes, bytes]]:
+        """(topic, partition, key, value): each event's partition chosen now, as the producer's
+        default partitioner (murmur2) would, so the paced sending appends records to batches
+        (processor.batching) instead of paying send() per event: at 5,000 events/s that took
+        the bench 0.19 cores of the machine measured (2026-11-24)."""
+        partitioner, partitions = DefaultPartitioner(), {}
+        out = []
+        for topic, key, value in messages:
+            all_of = partitions.get(topic)
+            if all_of is None:
+                all_of = partitions[topic] = sorted(await self.producer.partitions_for(topic))
+            out.append((topic, partitioner(key, all_of, all_of), key, value))
+        return out
+
     async def load(self, messages: Iterable[Message]) -> dict:
         started = time.perf_counter()
         count, size = await self.send_all(messages)
@@ -450,17 +466,26 @@ class Stack:
                     if stop.is_set():
                         return
 
+        routed = await self.routed(load)
+
         async def produce() -> None:
             tick, probe = 0.01, 0
             per_tick = rate * tick
             started, i, credit = time.monotonic(), 0, 0.0
             next_probe = started
-            while i < len(load):
+            sent: list[asyncio.Future] = []
+            while i < len(routed):
                 credit += per_tick
-                while credit >= 1 and i < len(load):
-                    topic, key, value = load[i]
-                    await self.producer.send(topic, value, key=key)
+                batches: dict[str, Batches] = {}
+                while credit >= 1 and i < len(routed):
+                    topic, partition, key, value = routed[i]
+                    out = batches.get(topic)
+                    if out is None:
+                        out = batches[topic] = Batches(self.producer, topic)
+                    out.add(partition, key, value)
                     i, credit = i + 1, credit - 1
+                for out in batches.values():
+                    sent += [future for _, future in await out.send()]
                 now = time.monotonic()
                 if now >= next_probe:
                     probe += 1
@@ -475,6 +500,7 @@ class Stack:
                     await self.producer.send("sales.orders", orjson.dumps(order), key=PROBE_CUSTOMER.encode())
                     next_probe += 1 / PROBES_PER_SECOND
                 await asyncio.sleep(max(0.0, started + (i / rate) - time.monotonic()))
+            await asyncio.gather(*sent)
             return time.monotonic() - started
 
         async with httpx.AsyncClient(timeout=10) as client:
