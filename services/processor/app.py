@@ -16,10 +16,11 @@ writes the state and publishes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import time
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Iterable, Iterator
 from datetime import date, datetime, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -133,6 +134,33 @@ def settle_restored() -> None:
     metrics.GC_FROZEN.set(gc.get_freeze_count())
     log.info("full garbage collection after the restore: %.1f s, %d objects frozen", time.perf_counter() - started,
              gc.get_freeze_count())
+
+
+@contextlib.contextmanager
+def collected_after() -> Iterator[None]:
+    """No cyclic collection while a batch is handled; one young collection at its end, and
+    what survives it frozen (as GcTimer does after a full one).
+
+    A batch keeps its decoded events, their contributions and its rows alive until it ends, so
+    the young collections the allocator started during it walked all of them, each time one
+    started (a 1,000-event batch: two or three of 8-12 ms), and the young collections promoted
+    the batch's rows to be walked again by the middle ones (70-100 ms). At the batch's end the
+    transient objects are gone: one young collection walks only what the batch leaves behind
+    (its new rows and states, some 11,500 objects for 1,000 live events, 10 ms) and frees the
+    batch's cyclic garbage, and freezing (constant time) keeps the next collections from
+    walking the survivors again. Decode and aggregate of live events, in-process after a
+    300,000-event history: 174 -> 151 us an event. As with GcTimer's freezing, an object alive
+    at a batch's end that later dies in a reference cycle is never freed."""
+    if not gc.isenabled():  # someone else decides (a test, a debugger)
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+        gc.collect(0)
+        gc.freeze()
 
 
 def watch_gc() -> None:
@@ -641,7 +669,8 @@ class Worker(ConsumerRebalanceListener):
                 async with self.lock:
                     records = self.owned_records(batches)
                     if records:
-                        await self.processor.handle(records)
+                        with collected_after():
+                            await self.processor.handle(records)
                         lap = Laps(time.perf_counter())
                         await self.settle_commit()  # the previous batch's, long done as a rule
                         lap("commit")

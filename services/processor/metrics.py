@@ -84,8 +84,9 @@ GC_SECONDS = Histogram(
 )
 GC_FROZEN = Gauge(
     "salespulse_processor_gc_frozen_objects",
-    "Objects frozen out of the cyclic collector (gc.freeze after each full collection): the "
-    "long-lived state, which full collections no longer walk.",
+    "Objects frozen out of the cyclic collector (gc.freeze after each batch and each full "
+    "collection; counted after full collections): the long-lived state, which collections no "
+    "longer walk.",
 )
 LOOP_STALL = Histogram(
     "salespulse_processor_loop_stall_seconds",

@@ -1,12 +1,13 @@
-"""Every cyclic collection of a worker is timed into salespulse_processor_gc_seconds, and what
-survives a full one is frozen out of the next ones."""
+"""Every cyclic collection of a worker is timed into salespulse_processor_gc_seconds, what
+survives a full one is frozen out of the next ones, and a batch is collected once, at its end."""
 
 from __future__ import annotations
 
 import gc
+import weakref
 
 from salespulse.processor import metrics
-from salespulse.processor.app import GcTimer, watch_gc
+from salespulse.processor.app import GcTimer, collected_after, watch_gc
 
 
 def timed(generation: int) -> float:
@@ -45,3 +46,38 @@ def test_what_survives_a_full_collection_is_frozen_out_of_the_next_ones():
     finally:
         gc.callbacks[:] = before
         gc.unfreeze()
+
+
+class Cycle:
+    def __init__(self) -> None:
+        self.me = self
+
+
+def test_a_batch_is_collected_once_at_its_end_and_what_it_leaves_is_frozen():
+    gc.collect()
+    gc.unfreeze()
+    try:
+        with collected_after():
+            assert not gc.isenabled(), "no collection while the batch is handled"
+            garbage = weakref.ref(Cycle())  # dies in a cycle: only a collection frees it
+            kept = [object() for _ in range(100)]
+            assert garbage() is not None
+        assert gc.isenabled()
+        assert garbage() is None, "the batch's cyclic garbage is freed at its end"
+        assert gc.get_freeze_count() >= 1
+        assert not any(o is kept for o in gc.get_objects()), "what the batch left is frozen"
+    finally:
+        gc.unfreeze()
+
+
+def test_a_batch_leaves_the_collector_alone_when_it_was_off():
+    gc.disable()
+    try:
+        with collected_after():
+            garbage = weakref.ref(Cycle())
+        assert not gc.isenabled()
+        assert garbage() is not None, "no collection was started"
+        assert gc.get_freeze_count() == 0
+    finally:
+        gc.enable()
+        gc.collect()
