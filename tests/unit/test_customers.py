@@ -331,3 +331,20 @@ def test_a_late_order_an_older_cancellation_or_a_late_churn_walks_the_last_order
     assert walks == []
     assert max(stepped) <= customers.CHECKPOINT_EVERY + 5  # from the checkpoint before the change
     assert booked_rows(groups) == whole(again)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([f"o{i}" for i in range(8)]),  # ids recur: updates, cancels
+                          st.integers(0, 5),  # few distinct days: ties on placed_at, ordered by id
+                          st.booleans()), max_size=30))
+def test_a_customers_orders_are_its_placed_orders_sorted_by_time_then_id(changes):
+    state, placed = None, {}
+    for order_id, day, cancelled in changes:
+        o = order(day, cancelled=cancelled)
+        state = with_order(state, order_id, o)
+        if cancelled:
+            placed.pop(order_id, None)
+        else:
+            placed[order_id] = o.placed_at
+    expected = sorted((at, order_id) for order_id, at in placed.items())
+    assert [(o.placed_at, o.order_id) for o in (state.orders if state else ())] == expected
