@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields, is_dataclass, replace
 from datetime import datetime
+from itertools import compress, count
+from operator import is_not
 from typing import Any, Callable
 
 from salespulse.domain import activities, customers, entities
@@ -141,9 +143,49 @@ def _encode_record(value: Any) -> list:
     return encoded
 
 
+# Long tuples of records (a customer's orders) as last encoded, by the identity of their first
+# record: a customer's next orders are those with one order put in or taken out (a new, late or
+# cancelled order), and are encoded from them with a few list operations at C speed rather than
+# record by record (0.5 us a record: ~100 us a customer of 210 orders). Forgotten at once when full.
+_RUNS: dict[int, tuple[tuple, list]] = {}
+RUNS_CACHE_SIZE = 20_000
+RUN_LENGTH = 16  # shorter tuples (an order's lines) are encoded record by record
+
+
 def _encode_records(records: tuple) -> list:
-    """A tuple of records (a customer's orders: hundreds, all but one or two encoded before),
-    with the cache looked up inline: a call per record cost most of writing a customer."""
+    """A tuple of records, from the encoding of the tuple it differs from by one record if there
+    is one (_RUNS); else record by record, the cache looked up inline."""
+    if len(records) < RUN_LENGTH:
+        return _records_one_by_one(records)
+    run = _RUNS.get(id(records[0]))
+    out = None if run is None else _respliced(run[0], run[1], records)
+    if out is None:
+        out = _records_one_by_one(records)
+    if len(_RUNS) >= RUNS_CACHE_SIZE:
+        _RUNS.clear()
+    _RUNS[id(records[0])] = (records, out)  # keeps the tuple alive, so the id is not reused meanwhile
+    return out
+
+
+def _respliced(before: tuple, encoded: list, records: tuple) -> list | None:
+    """The encoding of `records` from `encoded`, that of `before`, if the two tuples differ by
+    one record put in or taken out; else None. The encoded lists are never changed in place."""
+    if before is records:
+        return encoded
+    n = len(before)
+    if abs(n - len(records)) != 1 or before[0] is not records[0]:
+        return None
+    at = next(compress(count(), map(is_not, before, records)), min(n, len(records)))  # first difference
+    if len(records) > n:
+        if before[at:] == records[at + 1:]:
+            return encoded[:at] + [_encode_record(records[at])] + encoded[at:]
+    elif before[at + 1:] == records[at:]:
+        return encoded[:at] + encoded[at + 1:]
+    return None
+
+
+def _records_one_by_one(records: tuple) -> list:
+    """A call per record cost most of writing a customer: the cache is looked up inline."""
     get = _ENCODED.get
     out = []
     for record in records:
