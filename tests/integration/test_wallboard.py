@@ -9,6 +9,7 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from salespulse.devstack.servers import free_port
 from tests.integration.conftest import (
@@ -63,9 +64,15 @@ async def tile_text(page, kpi: str) -> str:
 async def wait_for_text(page, kpi: str, text: str, timeout: float = 15.0) -> float:
     """Seconds until the tile shows `text`."""
     started = time.monotonic()
-    await page.wait_for_function(
-        "([kpi, text]) => { const n = document.querySelector(`main .kind-tile[data-kpi='${kpi}'] .value`);"
-        " return n && n.textContent.trim() === text; }", arg=[kpi, text], timeout=timeout * 1000)
+    try:
+        await page.wait_for_function(
+            "([kpi, text]) => { const n = document.querySelector(`main .kind-tile[data-kpi='${kpi}'] .value`);"
+            " return n && n.textContent.trim() === text; }", arg=[kpi, text], timeout=timeout * 1000)
+    except PlaywrightTimeout:  # say what the page showed: a lagging processor or a stream that stopped
+        shown = await tile_text(page, kpi)
+        connected = await page.evaluate("document.body.dataset.connected")
+        raise AssertionError(f"{kpi} showed {shown!r}, not {text!r}, after {timeout:.0f} s "
+                             f"(stream connected: {connected})") from None
     return time.monotonic() - started
 
 
