@@ -82,7 +82,7 @@ def with_order(state: CustomerState | None, order_id: str, order: OrderState) ->
     """The customer's state once `order` (its current state) is known: in, or out if cancelled.
 
     A customer has hundreds of orders, kept sorted: the order is found by a scan at C speed and
-    put in its place by bisection (sorting them again per order cost 30-40 us at 210 orders)."""
+    put in its place by bisection (sorting them again cost ~50 us at 210 orders, against 14-22)."""
     current = state or CustomerState()
     orders = current.orders
     placed = order.placed_at is not None and order.cancelled_at is None and order.rep_id is not None
