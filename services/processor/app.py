@@ -56,6 +56,7 @@ from salespulse.processor import metrics
 from salespulse.processor.directory import DirectoryFollower
 from salespulse.processor.assignment import StandbyAssignor
 from salespulse.processor.batching import Batches, partition_of, take
+from salespulse.processor.membership import Fenced, Lease, heartbeat
 from salespulse.processor.state import Standby, State
 from salespulse.readmodel import ReadModel
 from salespulse.settings import Settings
@@ -71,6 +72,7 @@ async def let_others_run() -> None:
     the timers that fall due meanwhile, so they would wait for the next chunk as well."""
     await asyncio.sleep(0.001)
 RESYNC_INTERVAL_SECONDS = 2.0
+FENCED_PAUSE_SECONDS = 1.0  # after a batch dropped unwritten (membership.Fenced), before the next
 MAX_RETRY_SECONDS = 30.0  # the longest wait between two attempts to restore partitions
 FRESH_FETCH_SECONDS = 0.02  # the longest a batch waits for the records newer than the consumer held (take)
 PUSH_SHARE = 0.1  # of a worker's time, at most, spent pushing kpi.updates (Worker.pushing)
@@ -289,6 +291,7 @@ class Processor:
         # One write, so a restore keeps all of a partition's rows of the batch or none; measure
         # rows first, then entity rows (of use to a changelog of an earlier version).
         pending += await self.table.write({**result.measures, **result.entities})
+        self.watermarks.update(result.watermarks)  # (not before: a fenced worker writes nothing)
         for event, reason in result.rejected:
             pending += await self.dead_letter(messages[(event.topic, event.partition, event.offset)], reason)
         for (topic, outcome), n in result.outcomes.items():
@@ -313,9 +316,7 @@ class Processor:
         for i in range(0, len(events), APPLY_CHUNK):
             batch.feed(events[i:i + APPLY_CHUNK])
             await let_others_run()
-        result = batch.finish()
-        self.watermarks.update(result.watermarks)
-        return result
+        return batch.finish()
 
     def observe_progress(self, messages: Iterable[ConsumerRecord]) -> None:
         """Latency of each event from its write to Kafka."""
@@ -539,7 +540,8 @@ class Worker(ConsumerRebalanceListener):
                                          enable_idempotence=True, partitioner=KeyPartitioner())
         self.consumer = group_consumer(settings, StandbyAssignor(settings.processor_standby_replicas,
                                                                  self.on_standbys))
-        self.state = State(self.producer, state_changelog(settings.processor_app_id))
+        self.lease = Lease(heartbeat(self.consumer), settings.processor_session_timeout)
+        self.state = State(self.producer, state_changelog(settings.processor_app_id), self.lease)
         self.standby = Standby(self.client, self.state.topic)
         self.standby_partitions: set[int] = set()  # as the last assignment named them
         self.parked: set[int] = set()  # revoked, rows kept until the next assignment says
@@ -561,6 +563,7 @@ class Worker(ConsumerRebalanceListener):
         Their rows are kept until the new assignment: a rebalance revokes every partition and
         gives most of them straight back."""
         async with self.lock:
+            self.lease.end()
             await self.settle_commit()  # under the generation that handled the batch
             gone = {tp.partition for tp in revoked if tp.topic in SOURCE_TOPICS}
             if gone:
@@ -669,16 +672,25 @@ class Worker(ConsumerRebalanceListener):
                                      Laps(time.perf_counter()))
                 async with self.lock:
                     records = self.owned_records(batches)
+                    fenced = None
                     if records:
-                        with collected_after():
-                            await self.processor.handle(records)
-                        lap = Laps(time.perf_counter())
-                        await self.settle_commit()  # the previous batch's, long done as a rule
-                        lap("commit")
-                        # Its round trip overlaps the next batch; settled before the next commit,
-                        # a rebalance or the end.
-                        self.committing = asyncio.ensure_future(
-                            self.commit({tp: rs[-1].offset + 1 for tp, rs in batches.items() if rs}))
+                        try:
+                            await self.lease.hold()  # (held again at the write) no work when dropped
+                            with collected_after():
+                                await self.processor.handle(records)
+                        except Fenced as exc:
+                            fenced = exc
+                            self.drop_batch(batches, exc)
+                        else:
+                            lap = Laps(time.perf_counter())
+                            await self.settle_commit()  # the previous batch's, long done as a rule
+                            lap("commit")
+                            # Its round trip overlaps the next batch; settled before the next
+                            # commit, a rebalance or the end.
+                            self.committing = asyncio.ensure_future(
+                                self.commit({tp: rs[-1].offset + 1 for tp, rs in batches.items() if rs}))
+                if fenced is not None:  # until the group has this worker again, or its coordinator is back
+                    await asyncio.sleep(FENCED_PAUSE_SECONDS)
                 await self.observe_lag()  # not under the lock: a rebalance may be waiting for it
         finally:
             for timer in timers:
@@ -718,6 +730,19 @@ class Worker(ConsumerRebalanceListener):
                     self.consumer.seek(tp, rs[0].offset)
         return records
 
+    def drop_batch(self, batches: dict[TopicPartition, list[ConsumerRecord]], reason: Fenced) -> None:
+        """Give up a batch this worker may no longer write (membership.Fenced): nothing of it
+        was written. Its partitions go back to its first records, for the case the group
+        still counts this worker in and leaves it the partitions; if the group gave them to
+        another worker, that one handles the batch from the committed offsets."""
+        events = sum(map(len, batches.values()))
+        metrics.FENCED_BATCHES.inc()
+        log.warning("dropped a batch of %d events unwritten: %s", events, reason)
+        assigned = self.consumer.assignment()
+        for tp, records in batches.items():
+            if records and tp in assigned:
+                self.consumer.seek(tp, records[0].offset)
+
     async def settle_commit(self) -> None:
         """Wait for the last batch's offset commit (its errors are raised here)."""
         committing, self.committing = self.committing, None
@@ -754,7 +779,10 @@ class Worker(ConsumerRebalanceListener):
 
     async def expire(self) -> None:
         async with self.lock:
-            await self.processor.expire()
+            try:
+                await self.processor.expire()
+            except Fenced as exc:  # the next round, if the partitions are still here, does it
+                log.warning("retention wrote nothing: %s", exc)
 
     async def watch_the_loop(self) -> None:
         """Measure how long the event loop goes without turning (LOOP_STALL), and warn when

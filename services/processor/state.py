@@ -33,6 +33,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from salespulse.domain.aggregation import key_partition
 from salespulse.processor.batching import Batches
+from salespulse.processor.membership import Lease
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +94,8 @@ class Replay:
 
 
 class State:
-    def __init__(self, producer: AIOKafkaProducer, topic: str) -> None:
-        self.producer, self.topic = producer, topic
+    def __init__(self, producer: AIOKafkaProducer, topic: str, lease: Lease | None = None) -> None:
+        self.producer, self.topic, self.lease = producer, topic, lease
         self.data: dict[str, dict[str, Any]] = {}
         # partition -> the changelog offset after this worker's last commit marker there: the
         # rows in `data` are the changelog up to it (a takeover of the partition reads on from it)
@@ -113,7 +114,11 @@ class State:
         """Set `rows` and delete `deleted`, in that order, one changelog record each, then a
         commit marker in every partition written: a restore keeps all of it or none of it, per
         partition. Returns the sends' futures; the caller awaits them before committing the
-        events' offsets."""
+        events' offsets. With a lease, it is held first (membership.Lease.hold): a worker the
+        group dropped raises membership.Fenced, and nothing is written or changed."""
+        deleted = list(deleted)
+        if self.lease is not None and (rows or deleted):
+            await self.lease.hold()
         return await self._send(rows, deleted)
 
     async def _send(self, rows: Mapping[str, Any], deleted: Iterable[str], mark: Iterable[int] = ()) -> list[Awaitable]:
