@@ -482,9 +482,18 @@ class Batch:
                 # The customer's row may lag its order's after a crash between the two writes.
                 ckey = customer_key(event.partition, new.customer_id)
                 offsets, customer = load(ckey)
-                if event.offset > (offsets or {}).get(event.topic, -1):
-                    updated = states.enrich_customer(new.customer_id, customers.with_order(customer, entity_id, new),
-                                                     aggregator.directory)
+                applied = (offsets or {}).get(event.topic, -1)
+                if event.offset > applied:
+                    # Where the order sits among the customer's orders, known from its entity row
+                    # when the customer's row has every event that row has (customers.with_order).
+                    if old is None:
+                        previous = None
+                    elif replayed or last_offset > applied or old.customer_id != new.customer_id:
+                        previous = customers.SCAN
+                    else:
+                        previous = old.placed_at if customers.placed(old) else None
+                    updated = states.enrich_customer(
+                        new.customer_id, customers.with_order(customer, entity_id, new, previous), aggregator.directory)
                     aggregator.customer_groups(new.customer_id, customer, updated, deltas)
                     changed[ckey] = ({**(offsets or {}), event.topic: event.offset}, updated)
             if not summed:

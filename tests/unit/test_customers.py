@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from salespulse.domain.aggregation import Aggregator, expand
+from salespulse.domain import customers
 from salespulse.domain.customers import CustomerState, customer_contributions, freeze, with_churn, with_order
 from salespulse.domain.entities import OrderState
 from salespulse.domain.money import CurrencyConverter
@@ -348,3 +349,29 @@ def test_a_customers_orders_are_its_placed_orders_sorted_by_time_then_id(changes
             placed[order_id] = o.placed_at
     expected = sorted((at, order_id) for order_id, at in placed.items())
     assert [(o.placed_at, o.order_id) for o in (state.orders if state else ())] == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([f"o{i}" for i in range(8)]),
+                          st.integers(0, 5),  # an order placed again may move: placed_at changes
+                          st.booleans(),  # cancelled
+                          st.booleans()),  # without a rep: not counted
+                max_size=40))
+def test_an_order_found_where_its_previous_state_says_is_the_order_a_scan_finds(changes):
+    """with_order told where the order sat (its entity row's previous state, as the aggregator
+    does) changes the customer exactly as with a scan of every order."""
+    told, scanned, before = None, None, {}
+    for order_id, day, cancelled, no_rep in changes:
+        o = replace(order(day, cancelled=cancelled), rep_id=None if no_rep else "rep-1")
+        old = before.get(order_id)
+        previous = None if old is None else (old.placed_at if customers.placed(old) else None)
+        told = with_order(told, order_id, o, previous)
+        scanned = with_order(scanned, order_id, o)
+        assert told == scanned
+        before[order_id] = o
+
+
+def test_an_order_not_where_its_entity_row_says_is_found_by_a_scan():
+    state = customer(("o1", order(1)), ("o2", order(2)), ("o3", order(3)))
+    moved = with_order(state, "o2", order(2.5, cancelled=True), previous=T0)  # not at T0: scanned
+    assert [o.order_id for o in moved.orders] == ["o1", "o3"]
