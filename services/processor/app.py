@@ -464,6 +464,18 @@ class Processor:
         for source in [s for s in self.watermarks if s[1] in partitions]:
             del self.watermarks[source]
 
+    async def may_write(self) -> bool:
+        """Whether this worker may still write its rows (its lease holds or is renewed now,
+        membership.Lease): a worker the group dropped must not copy its older rows to Redis."""
+        if self.table.lease is None:
+            return True
+        try:
+            await self.table.lease.hold()
+        except Fenced as exc:
+            log.warning("copied nothing to Redis: %s", exc)
+            return False
+        return True
+
     def active_sources(self) -> set[str]:
         return {f"{topic}/{p}" for topic in SOURCE_TOPICS for p in self.owned}
 
@@ -480,7 +492,7 @@ class Processor:
             await self.drop_from_redis()
             try:
                 todo = (sources - await self.readmodel.synced_partitions()) | (self.dirty & sources)
-                if not todo:
+                if not todo or not await self.may_write():
                     return
                 rows = []
                 for key, row in list(self.table.items()):
