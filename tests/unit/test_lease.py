@@ -23,9 +23,14 @@ class Group:
         return self.member
 
 
-async def test_the_first_write_asks_the_group_and_later_ones_within_the_lease_do_not():
+def leased() -> tuple[Group, Lease]:
+    """A group and a lease on it, for a 30 s session (a 10 s lease)."""
     group = Group()
-    lease = Lease(group.confirm, session_seconds=30, clock=lambda: group.now)
+    return group, Lease(group.confirm, session_seconds=30, clock=lambda: group.now)
+
+
+async def test_the_first_write_asks_the_group_and_later_ones_within_the_lease_do_not():
+    group, lease = leased()
     await lease.hold()
     assert group.asked == [100.0]
     group.now += 9.9  # the lease runs from the heartbeat's sending, 10 s for a 30 s session
@@ -37,8 +42,7 @@ async def test_the_first_write_asks_the_group_and_later_ones_within_the_lease_do
 
 
 async def test_a_worker_the_group_dropped_is_fenced_and_stays_so_until_it_is_a_member_again():
-    group = Group()
-    lease = Lease(group.confirm, session_seconds=30, clock=lambda: group.now)
+    group, lease = leased()
     await lease.hold()
     group.now += 45  # its loop was held past the session timeout
     group.member = False
@@ -52,8 +56,7 @@ async def test_a_worker_the_group_dropped_is_fenced_and_stays_so_until_it_is_a_m
 
 
 async def test_an_ended_lease_is_renewed_before_the_next_write():
-    group = Group()
-    lease = Lease(group.confirm, session_seconds=30, clock=lambda: group.now)
+    group, lease = leased()
     await lease.hold()
     lease.end()  # partitions revoked
     await lease.hold()
