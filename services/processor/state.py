@@ -156,14 +156,16 @@ class State:
                       ) -> tuple[dict[int, int], dict[str, Any | None]]:
         """Load the rows of `partitions` from the changelog, up to its end now, without the
         records of a write left unfinished, and undo those in the changelog too; then mark
-        every partition (later records are ours, not an earlier version's). `warm`: standby
-        copies (Standby.take) of some of them, read on from where they are. Returns (records
-        read from the changelog per partition, the undone keys with the rows they are back to,
-        None for gone)."""
+        every partition (later records are ours, not an earlier version's). Those writes hold
+        the lease first, as `write` does. `warm`: standby copies (Standby.take) of some of
+        them, read on from where they are. Returns (records read from the changelog per
+        partition, the undone keys with the rows they are back to, None for gone)."""
         partitions = sorted(set(partitions))
         if not partitions:
             return {}, {}
         read, undone = await self._read(client, partitions, warm or {})
+        if self.lease is not None:  # a worker dropped while it restored writes no undoing nor marker
+            await self.lease.hold()
         await asyncio.gather(*await self._send({key: row for key, row in undone.items() if row is not None},
                                                [key for key, row in undone.items() if row is None], partitions))
         if undone:
