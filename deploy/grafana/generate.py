@@ -89,6 +89,9 @@ DASHBOARDS = {
         panel("Measure rows written per event", "timeseries", [
             ("sum(rate(salespulse_processor_batch_rows_sum[5m])) / sum(rate(salespulse_processor_batch_events_sum[5m]))",
              "rows/event")], width=12),
+        panel("Batches dropped unwritten by a stalled worker, per hour", "timeseries", [
+            ("sum by (instance) (increase(salespulse_processor_fenced_batches_total[1h]))", "{{instance}}")],
+              width=12),
         panel("Ingest /s", "timeseries", [("sum by (outcome) (rate(salespulse_ingest_events_total[1m]))",
                                            "{{outcome}}")], width=8),
         panel("Active alerts", "stat", [("sum by (level) (salespulse_alerts_active)", "{{level}}")], width=8),
