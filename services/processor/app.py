@@ -258,7 +258,8 @@ class Processor:
         return [sent, *written]
 
     async def handle(self, records: Iterable[ConsumerRecord]) -> None:
-        """Apply a batch; once this returns, everything it changed is durable in Kafka."""
+        """Apply a batch; once this returns, everything it changed is durable in Kafka. Raises
+        membership.Fenced, having written nothing of it, if the group dropped this worker."""
         started = time.perf_counter()
         lap = Laps(started)
         # Every event of the batch was produced before this point, so the directory as of now has
