@@ -118,7 +118,7 @@ class GcTimer:
             self.started = time.perf_counter()
             return
         took = time.perf_counter() - self.started
-        metrics.GC_SECONDS.labels(str(info["generation"])).observe(took)
+        metrics.GC_SECONDS_BY_GENERATION[info["generation"]].observe(took)
         if took > 1.0:
             log.warning("a generation-%d garbage collection took %.1f s (%d objects collected)",
                         info["generation"], took, info["collected"])

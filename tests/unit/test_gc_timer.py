@@ -12,7 +12,7 @@ from salespulse.processor.app import GcTimer, collected_after, watch_gc
 
 def timed(generation: int) -> float:
     """Collections of `generation` observed so far."""
-    return sum(bucket.get() for bucket in metrics.GC_SECONDS.labels(str(generation))._buckets)
+    return sum(bucket.get() for bucket in metrics.GC_SECONDS_BY_GENERATION[generation]._buckets)
 
 
 def test_each_collection_is_timed_once_by_generation():
