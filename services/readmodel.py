@@ -1,9 +1,10 @@
 """The Redis read model: the one module that talks to Redis, for the processor and the API.
 
 Layout (prefix `sp:`):
-- `sp:m:{period}:{start}:{dim}:{key}`  hash, one field per source partition
-  (`sales.orders/3`) holding that partition's partial measures `{"m": {...}, "t": epoch}`.
-  The processor writes whole partial rows (idempotent); readers sum them.
+- `sp:m:{period}:{start}:{dim}:{key}`  hash, one field per source partition number (`3`: partition
+  3 of every sales.* topic) holding that partition's partial measures `{"m": {...}, "t": epoch}`.
+  The processor writes whole partial rows (idempotent); readers sum them. (Earlier versions
+  wrote a field per topic and partition, `sales.orders/3`; a full copy of a partition drops them.)
 - `sp:k:{period}:{start}:{dim}`        set of the dimension values with a row in that bucket.
 - `sp:years`                            set of the year buckets with a row (where date windows start).
 - `sp:targets`                          hash, field kpi/by/key/period -> target document.
@@ -14,7 +15,7 @@ Layout (prefix `sp:`):
 - `sp:dir:{reps|products|customers}`   hash, key -> directory record (as on directory.*).
 - `sp:wh:state:{call|deal}:{id}`       what provider webhooks told of a call or deal so far (merged).
 - `sp:wh:seen:{provider}:{event id}`   a provider event already taken (expires).
-- `sp:synced`                           hash, source partition -> time its rows were last
+- `sp:synced`                           hash, source partition number -> time its rows were last
   copied in full; a missing field (Redis restarted empty) makes its owner copy them again.
 - `sp:version`                          counter, bumped in the same round trip as every write a
   KPI reading shows (rows, directory records, targets): the API's live streams read again
@@ -32,6 +33,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
+from salespulse.contracts.topics import SOURCE_TOPICS
 from salespulse.domain.aggregation import RowKey, merge_measures
 from salespulse.domain.directory import RECORD_CLASSES
 from salespulse.domain.targets import TargetBook, TargetId
@@ -143,22 +145,19 @@ class ReadModel:
 
     # --- written by the processor -----------------------------------------------------
 
-    async def write_rows(self, rows: Iterable[tuple[str, int, RowKey, Mapping[str, int]]]) -> None:
-        """Store whole partial rows: (source topic, partition, row, measures)."""
+    async def write_rows(self, rows: Iterable[tuple[int, RowKey, Mapping[str, int]]], whole: bool = False) -> None:
+        """Store whole partial rows: (source partition, row, measures). `whole`: a full copy of
+        the partitions, which also drops what an earlier version wrote of them per topic."""
         now = time.time()
         hashes: list[str] = []
         fields: list[Any] = []
         # One SADD per key set: (period, start, dim) -> keys. A batch writes thousands of rows
-        # over a few dozen sets and sources, so names are made once per set and source.
+        # over a few dozen sets, so names are made once per set.
         members: dict[tuple[str, str, str], set[str]] = {}
-        sources: dict[tuple[str, int], str] = {}
         dumps, add_hash, add_fields = orjson.dumps, hashes.append, fields.extend
-        for topic, partition, row, measures in rows:
+        for partition, row, measures in rows:
             add_hash(row_hash(row))
-            source = sources.get((topic, partition))
-            if source is None:
-                source = sources[(topic, partition)] = f"{topic}/{partition}"
-            add_fields((source, dumps({"m": measures, "t": now})))
+            add_fields((partition, dumps({"m": measures, "t": now})))
             keys = members.get(row[:3])  # (period, start, dim)
             if keys is None:
                 keys = members[row[:3]] = set()
@@ -166,6 +165,9 @@ class ReadModel:
         if not hashes:
             return
         pipe = self.redis.pipeline(transaction=False)
+        if whole:
+            for key, partition in zip(hashes, fields[::2]):
+                pipe.hdel(key, *(f"{topic}/{partition}" for topic in SOURCE_TOPICS))
         n = ROWS_PER_SCRIPT
         for i in range(0, len(hashes), n):
             await self._hset_rows(keys=hashes[i:i + n], args=fields[2 * i:2 * (i + n)], client=pipe)
@@ -179,14 +181,14 @@ class ReadModel:
         pipe.incr(VERSION)
         await pipe.execute()
 
-    async def delete_rows(self, rows: Iterable[tuple[str, int, RowKey]]) -> None:
-        """Drop partial rows (source topic, partition, row); a row left with no part leaves its key set."""
+    async def delete_rows(self, rows: Iterable[tuple[int, RowKey]]) -> None:
+        """Drop partial rows (source partition, row); a row left with no part leaves its key set."""
         rows = list(rows)
         pipe = self.redis.pipeline(transaction=False)
-        for topic, partition, row in rows:
-            pipe.hdel(row_hash(row), f"{topic}/{partition}")
+        for partition, row in rows:
+            pipe.hdel(row_hash(row), partition)
         await pipe.execute()
-        emptied = sorted({row for _, _, row in rows}, key=row_hash)
+        emptied = sorted({row for _, row in rows}, key=row_hash)
         pipe = self.redis.pipeline(transaction=False)
         for row in emptied:
             pipe.exists(row_hash(row))
@@ -197,11 +199,13 @@ class ReadModel:
         pipe.incr(VERSION)
         await pipe.execute()
 
-    async def synced_partitions(self) -> set[str]:
-        return {k.decode() for k in await self.redis.hkeys(SYNCED)}
+    async def synced_partitions(self) -> set[int]:
+        """The source partition numbers Redis has every row of (an earlier version's fields,
+        one per topic and partition, are not: its rows are copied again)."""
+        return {int(k) for k in await self.redis.hkeys(SYNCED) if k.isdigit()}
 
-    async def mark_synced(self, sources: Iterable[str]) -> None:
-        mapping = {s: str(time.time()) for s in sources}
+    async def mark_synced(self, partitions: Iterable[int]) -> None:
+        mapping = {p: str(time.time()) for p in partitions}
         if mapping:
             await self.redis.hset(SYNCED, mapping=mapping)
 

@@ -1,17 +1,25 @@
 """Apply a batch of events to partition-owned rows, idempotently.
 
 Every row lives in one key-value store (the processor's state, kept in a changelog topic) and belongs to exactly
-one source partition, whose number starts its key:
+one source partition number, whose number starts its key:
 
     "{partition}|e|{topic}|{kind}:{entity_id}"                  entity state
     "{partition}|e|customer|{customer_id}"                      customer state (two topics)
-    "{partition}|m|{topic}|{period}|{start}|{dim}|{key}"        partial measures
+    "{partition}|m|{period}|{start}|{dim}|{key}"                partial measures
     "{partition}|d|{topic}"                                     last dead-lettered offset
 
-and each row keeps `o`, the source offset it last applied (the customer row, fed by
-sales.orders and sales.customers, one per topic). Replaying events after a crash (Kafka
+An entity row keeps `o`, the source offset it last applied; a measure row and the customer row
+are fed by several topics (a measure row by every topic whose events reach its cell, partition
+`partition` of each) and keep one offset per topic. Replaying events after a crash (Kafka
 redelivers from the last committed offset) therefore changes nothing that was already
-applied.
+applied. A worker owns the same partition numbers of every sales.* topic (they are
+co-partitioned, and the group assigns by range), so a measure row has one writer.
+
+One row per cell for all the topics, rather than one per topic, because a batch's events of
+different topics reach the same cells (a rep's calls, deals, activities and orders of the day):
+a third fewer rows to write, copy to Redis and read back (live, in-process: 5.7 -> 3.8 rows an
+event in batches of 700). Earlier versions kept one per topic,
+"{partition}|m|{topic}|{period}|...": `merge_topic_rows` folds those into these.
 
 The caller must make a batch's rows of one partition durable all together or not at all (the
 processor's changelog does, with commit markers). Offsets alone would cover a write cut
@@ -82,15 +90,15 @@ def customer_key(partition: int, customer_id: str) -> str:
     return f"{partition}{CUSTOMER_ROW}{customer_id}"
 
 
-def measure_key(partition: int, topic: str, row: tuple[str, str, str, str]) -> str:
+def measure_key(partition: int, row: tuple[str, str, str, str]) -> str:
     """`row` is a RowKey or the plain (period, start, dim, key) tuple the aggregator uses."""
     period, start, dim, key = row
-    return f"{measure_prefix(partition, topic)}{period}|{start}|{dim}|{key}"
+    return f"{measure_prefix(partition)}{period}|{start}|{dim}|{key}"
 
 
-def measure_prefix(partition: int, topic: str) -> str:
-    """What the keys of a source's measure rows start with."""
-    return f"{partition}|m|{topic}|"
+def measure_prefix(partition: int) -> str:
+    """What the keys of a partition's measure rows start with."""
+    return f"{partition}|m|"
 
 
 def deadletter_key(partition: int, topic: str) -> str:
@@ -101,13 +109,45 @@ def key_partition(store_key: str) -> int:
     return int(store_key.split("|", 1)[0])
 
 
-def parse_measure_key(store_key: str) -> tuple[int, str, RowKey] | None:
-    """(partition, topic, row) of a measure row key; None for an entity row key."""
+_BUCKET_KINDS = frozenset((*PERIODS, SNAPSHOT))
+
+
+def parse_measure_key(store_key: str) -> tuple[int, RowKey] | None:
+    """(partition, row) of a measure row key; None for any other key (a row of one topic's
+    measures, as earlier versions kept them, included: `merge_topic_rows`)."""
     partition, kind, rest = store_key.split("|", 2)
     if kind != "m":
         return None
-    topic, period, start, dim, key = rest.split("|", 4)
-    return int(partition), topic, RowKey(period, start, dim, key)
+    period, start, dim, key = rest.split("|", 3)
+    if period not in _BUCKET_KINDS:
+        return None
+    return int(partition), RowKey(period, start, dim, key)
+
+
+def merge_topic_rows(store: Mapping[str, dict[str, Any]]) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """The measure rows kept per topic by earlier versions ("3|m|sales.calls|day|..."), folded
+    into rows per cell: (rows to write, per-topic keys to delete). A cell's row keeps each
+    topic's offset and the sum of the topics' measures (their names differ by topic, and where
+    two topics book the same measure, a reading summed their rows anyway)."""
+    rows: dict[str, dict[str, Any]] = {}
+    legacy = []
+    for key, row in store.items():
+        partition, kind, rest = key.split("|", 2)
+        if kind != "m":
+            continue
+        topic, cell = rest.split("|", 1)
+        if topic in _BUCKET_KINDS:
+            continue
+        legacy.append(key)
+        mkey = f"{partition}|m|{cell}"
+        merged = rows.get(mkey)
+        if merged is None:
+            current = store.get(mkey)
+            merged = rows[mkey] = ({"o": dict(current["o"]), "m": dict(current["m"])} if current
+                                   else {"o": {}, "m": {}})
+        merged["o"][topic] = max(row["o"], merged["o"].get(topic, -1))
+        merged["m"] = {name: v for name, v in merge_measures((merged["m"], row["m"])).items() if v}
+    return rows, legacy
 
 
 def watermarks(store: Mapping[str, dict[str, Any]], sources: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
@@ -116,11 +156,13 @@ def watermarks(store: Mapping[str, dict[str, Any]], sources: Iterable[tuple[str,
     marks = {source: -1 for source in sources}
     partitions = {str(partition) for _, partition in marks}
     for key, row in store.items():
-        head, kind, rest = key.split("|", 2)
+        head, kind, _ = key.split("|", 2)
         if kind == "m" and head in partitions:
-            source = (rest.split("|", 1)[0], int(head))
-            if source in marks and row["o"] > marks[source]:
-                marks[source] = row["o"]
+            partition = int(head)
+            for topic, offset in row["o"].items():
+                source = (topic, partition)
+                if source in marks and offset > marks[source]:
+                    marks[source] = offset
     return marks
 
 
@@ -129,7 +171,7 @@ class BatchResult:
     """Rows to write (measures first, then entities) and what happened to each event."""
 
     measures: dict[str, dict[str, Any]] = field(default_factory=dict)
-    cells: dict[str, tuple[str, int, RowKey]] = field(default_factory=dict)  # measures' key -> (topic, partition, row)
+    cells: dict[str, tuple[int, RowKey]] = field(default_factory=dict)  # measures' key -> (partition, row)
     entities: dict[str, dict[str, Any]] = field(default_factory=dict)
     outcomes: Counter = field(default_factory=Counter)  # (topic, applied|duplicate|stale|replayed)
     rejected: list[tuple[SourceEvent, str]] = field(default_factory=list)
@@ -395,7 +437,7 @@ class Batch:
         (The hottest loop of a batch: one pass over the cells, nothing built per cell.)"""
         cells: dict[tuple[str, str, str, str], dict[str, int]] = {}
         expand(deltas, cells)
-        prefix = measure_prefix(partition, topic)
+        prefix = measure_prefix(partition)
         written, named, store, make = self.result.measures, self.result.cells, self.store, RowKey._make
         for cell, delta in cells.items():
             period, start, dim, key = cell
@@ -404,8 +446,9 @@ class Batch:
             new = row is None
             if new:
                 stored = store.get(mkey)
-                row = {"o": stored["o"], "m": dict(stored["m"])} if stored else {"o": -1, "m": {}}
-            if offset <= row["o"]:
+                row = {"o": dict(stored["o"]), "m": dict(stored["m"])} if stored else {"o": {}, "m": {}}
+            offsets = row["o"]
+            if offset <= offsets.get(topic, -1):
                 continue  # applied before a crash; its entity row had not been written
             measures = row["m"]
             changed_row = False
@@ -418,10 +461,10 @@ class Batch:
                     else:
                         measures.pop(name, None)
             if changed_row:
-                row["o"] = offset
+                offsets[topic] = offset
                 if new:
                     written[mkey] = row
-                    named[mkey] = (topic, partition, make(cell))
+                    named[mkey] = (partition, make(cell))
 
     def feed(self, events: Iterable[SourceEvent]) -> None:
         aggregator, result, changed, marks, load = self.aggregator, self.result, self.changed, self.marks, self.load
@@ -519,7 +562,7 @@ class Expiry:
     """What retention does to a store at one moment."""
 
     drop: list[str] = field(default_factory=list)  # every store key to delete
-    rows: list[tuple[str, int, RowKey]] = field(default_factory=list)  # the measure rows among them
+    rows: list[tuple[int, RowKey]] = field(default_factory=list)  # the measure rows among them
     rewrite: dict[str, dict[str, Any]] = field(default_factory=dict)  # customer rows with orders frozen
     unmatched: Counter = field(default_factory=Counter)  # kind -> dropped while waiting for its entity
 
@@ -533,10 +576,10 @@ def plan_expiry(store: Mapping[str, dict[str, Any]], retention: Retention, now: 
     for key, value in store.items():
         parsed = parse_measure_key(key)
         if parsed is not None:
-            partition, topic, row = parsed
+            partition, row = parsed
             if row.period != SNAPSHOT and retention.bucket_expired(row.period, date.fromisoformat(row.start), today):
                 out.drop.append(key)
-                out.rows.append((topic, partition, row))
+                out.rows.append((partition, row))
             continue
         if key.split("|", 2)[1] != "e":
             continue

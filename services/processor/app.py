@@ -41,6 +41,7 @@ from salespulse.domain.aggregation import (
     SourceEvent,
     deadletter_key,
     key_partition,
+    merge_topic_rows,
     parse_measure_key,
     plan_expiry,
     watermarks,
@@ -231,7 +232,7 @@ class Processor:
         self.readmodel = readmodel
         self.owned: set[int] = set()  # source partition numbers whose rows are restored here
         self.watermarks: dict[tuple[str, int], int] = {}  # of owned sources (Aggregator.apply)
-        self.dirty: set[str] = set()  # source partitions whose Redis rows may be stale
+        self.dirty: set[int] = set()  # source partitions whose Redis rows may be stale
         self.directory_dirty = False  # Redis's copy of the directory may be stale
         self.publish_lock = asyncio.Lock()
         self.unpushed: dict[RowKey, set[str]] = {}  # current rows changed since the last kpi.updates push
@@ -348,7 +349,7 @@ class Processor:
             self._book_read_at = now
         return self._book
 
-    async def publish(self, measure_rows: dict[str, dict], cells: dict[str, tuple[str, int, RowKey]]) -> None:
+    async def publish(self, measure_rows: dict[str, dict], cells: dict[str, tuple[int, RowKey]]) -> None:
         """Copy changed partial rows to Redis (every reading sees them from then on), and note
         the rows of the current buckets (today, this week, month, quarter, year, and `now`) for
         the next kpi.updates flush. A closed bucket changed by a late event or a replay is in
@@ -360,15 +361,15 @@ class Processor:
         skip = self.settings.kpi_updates_skip_dimensions
         rows, touched = [], {}
         for key, row in measure_rows.items():
-            topic, partition, row_key = cells[key]
-            rows.append((topic, partition, row_key, row["m"]))
+            partition, row_key = cells[key]
+            rows.append((partition, row_key, row["m"]))
             if (row_key.period == SNAPSHOT or current.get(row_key.period) == row_key.start) and row_key.dim not in skip:
-                touched.setdefault(row_key, set()).add(topic)
+                touched.setdefault(row_key, set()).update(row["o"])  # the topics that feed it
         async with self.publish_lock:
             try:
                 await self.readmodel.write_rows(rows)
             except (RedisError, OSError) as exc:
-                self.dirty.update(f"{topic}/{partition}" for topic, partition, _, _ in rows)
+                self.dirty.update(partition for partition, _, _ in rows)
                 metrics.READ_MODEL_FAILURES.inc()
                 log.warning("Redis unavailable (%s); %d rows will be copied when it is back", exc, len(rows))
                 return
@@ -455,10 +456,10 @@ class Processor:
         for key, row in (undone or {}).items():
             parsed = parse_measure_key(key)
             if parsed is not None and row is None:
-                self.gone_from_redis.append((parsed[1], parsed[0], parsed[2]))
+                self.gone_from_redis.append(parsed)
         self.owned |= partitions
         self.watermarks.update(watermarks(self.table.data, [(t, p) for t in SOURCE_TOPICS for p in partitions]))
-        self.dirty |= {f"{topic}/{p}" for topic in SOURCE_TOPICS for p in partitions - unchanged}
+        self.dirty |= partitions - unchanged
 
     def disown(self, partitions: set[int]) -> None:
         self.owned -= partitions
@@ -477,31 +478,27 @@ class Processor:
             return False
         return True
 
-    def active_sources(self) -> set[str]:
-        return {f"{topic}/{p}" for topic in SOURCE_TOPICS for p in self.owned}
-
     async def resync(self) -> None:
         """Copy all rows of owned partitions that Redis lacks (it restarted empty) or missed."""
         try:
             await self.sync_directory()  # also when no event flows, for the API's reads
         except Exception as exc:  # noqa: BLE001 - the next batch retries it, and fails loudly
             log.warning("could not read the directory topics (%s); will retry", exc)
-        sources = self.active_sources()
-        if not sources:
+        if not self.owned:
             return
         async with self.publish_lock:
             await self.drop_from_redis()
             try:
-                todo = (sources - await self.readmodel.synced_partitions()) | (self.dirty & sources)
+                todo = (self.owned - await self.readmodel.synced_partitions()) | (self.dirty & self.owned)
                 if not todo or not await self.may_write():
                     return
                 rows = []
                 for key, row in list(self.table.items()):
                     parsed = parse_measure_key(key)
-                    if parsed and f"{parsed[1]}/{parsed[0]}" in todo:
-                        rows.append((parsed[1], parsed[0], parsed[2], row["m"]))
+                    if parsed and parsed[0] in todo:
+                        rows.append((*parsed, row["m"]))
                 for i in range(0, len(rows), 5000):
-                    await self.readmodel.write_rows(rows[i:i + 5000])
+                    await self.readmodel.write_rows(rows[i:i + 5000], whole=True)
                 metrics.RESYNCED_ROWS.inc(len(rows))
                 await self.readmodel.replace_records(self.directory.docs())  # Redis may be new
                 await self.readmodel.mark_synced(todo)
@@ -599,6 +596,17 @@ class Worker(ConsumerRebalanceListener):
         await self.processor.resync()  # Redis gets every row of them, whatever it missed
         self.ready.set()
 
+    async def upgrade_rows(self, partitions: set[int]) -> None:
+        """Fold restored measure rows an earlier version kept per topic into rows per cell
+        (aggregation.merge_topic_rows), in the changelog too, before any event of them is
+        handled. Redis gets them when the partitions are copied to it (its per-topic fields are
+        dropped then: ReadModel.write_rows)."""
+        rows, legacy = merge_topic_rows({key: row for key, row in self.state.items() if key_partition(key) in partitions})
+        if legacy:
+            await asyncio.gather(*await self.state.write(rows, legacy))
+            log.warning("merged %d measure rows kept per topic (an earlier version's) into %d rows per cell in "
+                        "partitions %s", len(legacy), len(rows), sorted(partitions))
+
     async def take(self, new: set[int], kept: dict[int, tuple] | None = None) -> None:
         """Restore the rows of newly assigned partitions and handle them from now on (call with
         the lock). `kept`: rows this worker kept of some of them over the rebalance.
@@ -614,6 +622,7 @@ class Worker(ConsumerRebalanceListener):
         warm = {p: copy for p in new - set(kept) if (copy := self.standby.take(p)) is not None}
         try:
             read, undone = await self.state.restore(self.client, new, {**kept, **warm})
+            await self.upgrade_rows(new)
         except Exception:  # noqa: BLE001 - retried by the loop; logged with its cause
             self.state.drop(new)
             self.set_unrestored(new)

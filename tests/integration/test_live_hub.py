@@ -24,7 +24,7 @@ async def test_row_writes_bump_the_kpi_version_alerts_the_alert_version(own):
     row = RowKey("day", "2026-11-24", "rep", "r1")
 
     async def write(orders: int) -> None:
-        await readmodel.write_rows([("sales.orders", 0, row, {"orders": orders})])
+        await readmodel.write_rows([(0, row, {"orders": orders})])
 
     try:
         async def connected() -> None:  # on connecting, every stream reads KPIs and alerts again

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import orjson
 import redis.asyncio
 
 from salespulse.domain.aggregation import RowKey
 from salespulse.domain.targets import TargetId
-from salespulse.readmodel import ReadModel, _HiredisPacking, connect
+from salespulse.readmodel import SYNCED, ReadModel, _HiredisPacking, connect, row_hash
 from tests.integration.conftest import unique
 
 
@@ -16,13 +17,37 @@ async def test_dropping_expired_parts_removes_a_row_only_once_no_part_is_left(re
         dim, key = unique("dim"), unique("key")
         row = RowKey("day", "2020-02-03", dim, key)
         other = RowKey("day", "2020-02-03", dim, unique("key"))
-        await readmodel.write_rows([("sales.calls", 0, row, {"calls_outbound": 2}),
-                                    ("sales.orders", 1, row, {"orders": 1}),
-                                    ("sales.calls", 0, other, {"calls_outbound": 1})])
-        await readmodel.delete_rows([("sales.calls", 0, row)])
+        await readmodel.write_rows([(0, row, {"calls_outbound": 2}),
+                                    (1, row, {"orders": 1}),
+                                    (0, other, {"calls_outbound": 1})])
+        await readmodel.delete_rows([(0, row)])
         assert await readmodel.read_dimension("day", "2020-02-03", dim) == {key: {"orders": 1}, other.key: {"calls_outbound": 1}}
-        await readmodel.delete_rows([("sales.orders", 1, row)])
+        await readmodel.delete_rows([(1, row)])
         assert await readmodel.read_dimension("day", "2020-02-03", dim) == {other.key: {"calls_outbound": 1}}
+    finally:
+        await readmodel.close()
+
+
+async def test_a_whole_copy_drops_the_fields_an_earlier_version_wrote_per_topic(redis_url):
+    """Earlier versions wrote a field per topic and partition (`sales.calls/3`); a partition
+    copied whole replaces its fields by its one field per partition, and is synced only then."""
+    readmodel = ReadModel.from_url(redis_url)
+    try:
+        dim = unique("dim")
+        row, other = RowKey("day", "2020-02-05", dim, "r1"), RowKey("day", "2020-02-05", dim, "r2")
+        await readmodel.redis.hset(row_hash(row), mapping={
+            "sales.calls/3": orjson.dumps({"m": {"calls": 2}, "t": 1.0}),
+            "sales.deals/3": orjson.dumps({"m": {"deals": 1}, "t": 1.0}),
+            "sales.calls/4": orjson.dumps({"m": {"calls": 7}, "t": 1.0})})
+        await readmodel.redis.hset(SYNCED, mapping={"sales.calls/3": "1.0"})
+        assert 3 not in await readmodel.synced_partitions()
+        await readmodel.write_rows([(3, other, {"calls": 1})])  # a batch's rows leave other fields alone
+        await readmodel.write_rows([(3, row, {"calls": 2, "deals": 1})], whole=True)
+        assert await readmodel.read_dimension("day", "2020-02-05", dim) == {
+            "r1": {"calls": 9, "deals": 1}, "r2": {"calls": 1}}
+        assert sorted(await readmodel.redis.hkeys(row_hash(row))) == [b"3", b"sales.calls/4"]
+        await readmodel.mark_synced([3])
+        assert 3 in await readmodel.synced_partitions()
     finally:
         await readmodel.close()
 
@@ -33,8 +58,8 @@ async def test_every_write_a_reading_shows_moves_the_version(redis_url):
         row, rep = RowKey("day", "2020-02-04", unique("dim"), "k"), unique("rep")
         target = TargetId("revenue", "rep", "r", "month")
         writes = {
-            "rows": lambda: readmodel.write_rows([("sales.orders", 1, row, {"orders": 1})]),
-            "rows dropped": lambda: readmodel.delete_rows([("sales.orders", 1, row)]),
+            "rows": lambda: readmodel.write_rows([(1, row, {"orders": 1})]),
+            "rows dropped": lambda: readmodel.delete_rows([(1, row)]),
             "directory records copied": lambda: readmodel.write_records([("reps", rep, {"team": "t"})]),
             "directory replaced": lambda: readmodel.replace_records([("reps", rep, {"team": "u"})]),
             "directory record": lambda: readmodel.put_record("reps", rep, {"team": "v"}),
@@ -62,7 +87,7 @@ async def test_commands_packed_by_hiredis_are_the_bytes_redis_py_packs_and_redis
                         ("SET", "k", 0.1), ("GET", "")]:
             assert b"".join(ours.pack_command(*command)) == b"".join(theirs.pack_command(*command))
         dim = unique("dim")
-        await readmodel.write_rows([("sales.calls", p, RowKey("day", "2020-02-03", dim, f"rep-{p}"), {"calls": p + 1})
+        await readmodel.write_rows([(p, RowKey("day", "2020-02-03", dim, f"rep-{p}"), {"calls": p + 1})
                                     for p in range(2500)])  # three script calls
         rows = await readmodel.read_dimension("day", "2020-02-03", dim)
         assert len(rows) == 2500 and rows["rep-2499"] == {"calls": 2500}

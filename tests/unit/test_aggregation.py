@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from hypothesis import given, settings
@@ -19,12 +21,14 @@ from salespulse.domain.aggregation import (
     key_partition,
     measure_key,
     merge_measures,
+    merge_topic_rows,
     parse_measure_key,
     watermarks,
 )
 from salespulse.domain import customers, states
+from salespulse.domain.events import CallEnded, DealChanged
 from salespulse.domain.money import CurrencyConverter
-from tests.unit.eventlogs import directory, event_logs
+from tests.unit.eventlogs import directory, envelope, event_logs
 
 TZ = ZoneInfo("Europe/Paris")
 aggregator = Aggregator(TZ, CurrencyConverter("EUR"), directory())
@@ -63,13 +67,10 @@ def run(log, batch_sizes=None, partitions: int = 1, store=None, fast: bool = Fal
 
 
 def assert_named(result) -> None:
-    """Every measure row of a result is named (topic, partition, RowKey), as its key says."""
-    named = {}
-    for key in result.measures:
-        partition, topic, row = parse_measure_key(key)
-        named[key] = (topic, partition, row)
+    """Every measure row of a result is named (partition, RowKey), as its key says."""
+    named = {key: parse_measure_key(key) for key in result.measures}
     assert result.cells == named
-    assert all(type(row) is RowKey for _, _, row in result.cells.values())
+    assert all(type(row) is RowKey for _, row in result.cells.values())
 
 
 def cube(store) -> dict:
@@ -78,7 +79,7 @@ def cube(store) -> dict:
     for key, row in store.items():
         parsed = parse_measure_key(key)
         if parsed is not None:
-            parts.setdefault(parsed[2], []).append(row["m"])
+            parts.setdefault(parsed[1], []).append(row["m"])
     merged = {row: {name: v for name, v in merge_measures(ms).items() if v} for row, ms in parts.items()}
     return {row: m for row, m in merged.items() if m}  # a measure at 0 is the same as none
 
@@ -249,14 +250,56 @@ def test_a_crash_with_watermarks_then_redelivery_gives_the_clean_result(log, dat
 
 def test_watermarks_are_the_highest_offset_a_sources_measure_rows_applied():
     store = {
-        measure_key(2, "sales.calls", ("day", "2026-11-23", "all", "all")): {"o": 7, "m": {"calls": 1}},
-        measure_key(2, "sales.calls", ("day", "2026-11-23", "rep", "r1")): {"o": 9, "m": {"calls": 1}},
-        measure_key(3, "sales.calls", ("day", "2026-11-23", "all", "all")): {"o": 4, "m": {"calls": 1}},
+        measure_key(2, ("day", "2026-11-23", "all", "all")): {"o": {"sales.calls": 7, "sales.deals": 30}, "m": {"calls": 1}},
+        measure_key(2, ("day", "2026-11-23", "rep", "r1")): {"o": {"sales.calls": 9}, "m": {"calls": 1}},
+        measure_key(3, ("day", "2026-11-23", "all", "all")): {"o": {"sales.calls": 4}, "m": {"calls": 1}},
         "2|e|sales.calls|call:c1": {"o": 12, "s": {}},  # entity rows do not count
         "2|d|sales.calls": {"o": 15},
     }
-    assert watermarks(store, [("sales.calls", 2), ("sales.orders", 2), ("sales.calls", 1)]) == {
-        ("sales.calls", 2): 9, ("sales.orders", 2): -1, ("sales.calls", 1): -1}
+    assert watermarks(store, [("sales.calls", 2), ("sales.orders", 2), ("sales.calls", 1), ("sales.deals", 2)]) == {
+        ("sales.calls", 2): 9, ("sales.orders", 2): -1, ("sales.calls", 1): -1, ("sales.deals", 2): 30}
+
+
+def test_a_cell_has_one_row_per_partition_whatever_topics_feed_it():
+    """A rep's call and deal of the same partition and day share their rows, each topic's
+    offset kept apart; a redelivered event of either changes nothing."""
+    at = datetime(2026, 11, 23, 10, tzinfo=timezone.utc)
+    call = envelope("c1-e", "call.ended", CallEnded("c1", "rep-2", "outbound", "answered", at,
+                                                    at + timedelta(minutes=2), at))
+    deal = envelope("d1-0", "deal.changed", DealChanged("d1", "rep-2", "proposal", Decimal("1000"), "EUR", at, at))
+    events = [SourceEvent("sales.calls", 0, 5, call), SourceEvent("sales.deals", 0, 8, deal)]
+    result = aggregator.apply({}, events)
+    rows = {parse_measure_key(k)[1]: row for k, row in result.measures.items()}
+    day_rep = rows[RowKey("day", "2026-11-23", "rep", "rep-2")]
+    assert day_rep["o"] == {"sales.calls": 5, "sales.deals": 8}
+    assert day_rep["m"]["calls_outbound"] == 1 and day_rep["m"]["talk_ms"] == 120_000
+    assert any(name.startswith("deals") for name in day_rep["m"]), day_rep
+    assert all(parse_measure_key(k) is not None for k in result.measures)
+    store = {**result.measures, **result.entities}
+    again = aggregator.apply(store, events)
+    assert again.measures == {} and again.count("replayed") == 2
+
+
+def test_rows_kept_per_topic_by_earlier_versions_merge_into_rows_per_cell():
+    legacy = {
+        "2|m|sales.calls|day|2026-11-23|rep|r1": {"o": 9, "m": {"calls_outbound": 2, "x": 1}},
+        "2|m|sales.deals|day|2026-11-23|rep|r1": {"o": 4, "m": {"deals": 1, "x": -1}},
+        "2|m|sales.calls|day|2026-11-23|rep|a|b": {"o": 3, "m": {"calls_outbound": 1}},
+        "3|m|sales.calls|day|2026-11-23|rep|r1": {"o": 1, "m": {"calls_outbound": 5}},
+        "2|e|sales.calls|call:c1": {"o": 12, "s": {}},
+        "2|d|sales.calls": {"o": 15},
+    }
+    rows, gone = merge_topic_rows(legacy)
+    assert sorted(gone) == sorted(k for k in legacy if "|m|" in k)
+    assert rows == {
+        "2|m|day|2026-11-23|rep|r1": {"o": {"sales.calls": 9, "sales.deals": 4}, "m": {"calls_outbound": 2, "deals": 1}},
+        "2|m|day|2026-11-23|rep|a|b": {"o": {"sales.calls": 3}, "m": {"calls_outbound": 1}},
+        "3|m|day|2026-11-23|rep|r1": {"o": {"sales.calls": 1}, "m": {"calls_outbound": 5}},
+    }
+    assert all(parse_measure_key(k) is None for k in gone)
+    merged = {k: v for k, v in legacy.items() if k not in gone} | rows
+    assert merge_topic_rows(merged) == ({}, [])  # nothing left to merge
+    assert watermarks(merged, [("sales.calls", 2), ("sales.deals", 2)]) == {("sales.calls", 2): 9, ("sales.deals", 2): 4}
 
 
 @given(event_logs())
@@ -274,7 +317,7 @@ def test_measure_keys_round_trip_with_separators_in_the_key():
     from salespulse.domain.aggregation import RowKey
 
     row = RowKey("month", "2026-11-01", "rep", "rep|with|bars")
-    assert parse_measure_key(measure_key(3, "sales.calls", row)) == (3, "sales.calls", row)
+    assert parse_measure_key(measure_key(3, row)) == (3, row)
 
 
 def interleaved(sources, rnd) -> list:

@@ -43,7 +43,7 @@ def test_old_rows_are_not_written_dropped_later_and_too_old_events_are_refused()
               SourceEvent("sales.orders", 0, 0, order("o", NOW - timedelta(days=45)))]
     result = aggregator.apply({}, events)
     assert [(e.envelope.id, "retention" in reason) for e, reason in result.rejected] == [("old-e", True)]
-    rows = {parse_measure_key(k)[2] for k in result.measures}
+    rows = {parse_measure_key(k)[1] for k in result.measures}
     # the order's day bucket is past its 30 days: only its week, month, quarter and year are kept
     assert {r.period for r in rows if r.dim == "all" and r.key == "all"} == {"day", "week", "month", "quarter", "year"}
     assert not any(r.period == "day" and r.start == (NOW - timedelta(days=45)).date().isoformat() for r in rows)
@@ -51,11 +51,11 @@ def test_old_rows_are_not_written_dropped_later_and_too_old_events_are_refused()
     store = {**result.measures, **result.entities}
     later = NOW + timedelta(days=80)  # the call's day and week have expired, and the call itself
     expiry = plan_expiry(store, RETENTION, later, TZ)
-    assert {r.period for _, _, r in expiry.rows} == {"day", "week"}
+    assert {r.period for _, r in expiry.rows} == {"day", "week"}
     assert any("|e|sales.calls|call:fresh" in k for k in expiry.drop)
     assert any("|e|sales.orders|order:o" in k for k in expiry.drop)  # placed 125 days before `later`
     assert not any("|e|customer|" in k for k in expiry.drop)  # a customer is kept, its old orders folded
-    assert all(parse_measure_key(k) is None or parse_measure_key(k)[2].period in ("day", "week") for k in expiry.drop)
+    assert all(parse_measure_key(k) is None or parse_measure_key(k)[1].period in ("day", "week") for k in expiry.drop)
     assert list(expiry.rewrite) == [k for k in store if "|e|customer|" in k] and not expiry.unmatched
 
 
