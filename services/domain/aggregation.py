@@ -172,6 +172,7 @@ class BatchResult:
 
     measures: dict[str, dict[str, Any]] = field(default_factory=dict)
     cells: dict[str, tuple[int, RowKey]] = field(default_factory=dict)  # measures' key -> (partition, row)
+    topics: dict[str, set[str]] = field(default_factory=dict)  # measures' key -> the topics that changed it
     entities: dict[str, dict[str, Any]] = field(default_factory=dict)
     outcomes: Counter = field(default_factory=Counter)  # (topic, applied|duplicate|stale|replayed)
     rejected: list[tuple[SourceEvent, str]] = field(default_factory=list)
@@ -438,7 +439,8 @@ class Batch:
         cells: dict[tuple[str, str, str, str], dict[str, int]] = {}
         expand(deltas, cells)
         prefix = measure_prefix(partition)
-        written, named, store, make = self.result.measures, self.result.cells, self.store, RowKey._make
+        result, store, make = self.result, self.store, RowKey._make
+        written, named, changers = result.measures, result.cells, result.topics
         for cell, delta in cells.items():
             period, start, dim, key = cell
             mkey = f"{prefix}{period}|{start}|{dim}|{key}"
@@ -465,6 +467,9 @@ class Batch:
                 if new:
                     written[mkey] = row
                     named[mkey] = (partition, make(cell))
+                    changers[mkey] = {topic}
+                else:
+                    changers[mkey].add(topic)
 
     def feed(self, events: Iterable[SourceEvent]) -> None:
         aggregator, result, changed, marks, load = self.aggregator, self.result, self.changed, self.marks, self.load

@@ -301,7 +301,7 @@ class Processor:
         metrics.BATCH_SIZE.observe(len(messages) + len(result.rejected))
         metrics.BATCH_ROWS.observe(len(result.measures))
         lap("changelog")
-        await self.publish(result.measures, result.cells)
+        await self.publish(result.measures, result.cells, result.topics)
         lap("redis")
         await asyncio.gather(*pending)  # durable before the worker commits the batch
         lap("durable")
@@ -349,12 +349,14 @@ class Processor:
             self._book_read_at = now
         return self._book
 
-    async def publish(self, measure_rows: dict[str, dict], cells: dict[str, tuple[int, RowKey]]) -> None:
+    async def publish(self, measure_rows: dict[str, dict], cells: dict[str, tuple[int, RowKey]],
+                      topics: dict[str, set[str]]) -> None:
         """Copy changed partial rows to Redis (every reading sees them from then on), and note
         the rows of the current buckets (today, this week, month, quarter, year, and `now`) for
         the next kpi.updates flush. A closed bucket changed by a late event or a replay is in
         Redis for every reading, not pushed: on a replay that was dozens of messages per event.
-        `cells` names each row (BatchResult.cells): its key is not parsed again."""
+        `cells` names each row (BatchResult.cells): its key is not parsed again; `topics`, the
+        topics that changed it (whose KPIs a push values)."""
         if not measure_rows:
             return
         current = {kind: start.isoformat() for kind, start in bucket_starts(datetime.now(timezone.utc), self.tz).items()}
@@ -364,7 +366,7 @@ class Processor:
             partition, row_key = cells[key]
             rows.append((partition, row_key, row["m"]))
             if (row_key.period == SNAPSHOT or current.get(row_key.period) == row_key.start) and row_key.dim not in skip:
-                touched.setdefault(row_key, set()).update(row["o"])  # the topics that feed it
+                touched.setdefault(row_key, set()).update(topics[key])
         async with self.publish_lock:
             try:
                 await self.readmodel.write_rows(rows)

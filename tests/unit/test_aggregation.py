@@ -71,6 +71,9 @@ def assert_named(result) -> None:
     named = {key: parse_measure_key(key) for key in result.measures}
     assert result.cells == named
     assert all(type(row) is RowKey for _, row in result.cells.values())
+    # and says which topics changed it (of those whose offsets it keeps)
+    assert result.topics.keys() == result.measures.keys()
+    assert all(topics and topics <= result.measures[key]["o"].keys() for key, topics in result.topics.items())
 
 
 def cube(store) -> dict:
@@ -272,6 +275,9 @@ def test_a_cell_has_one_row_per_partition_whatever_topics_feed_it():
     rows = {parse_measure_key(k)[1]: row for k, row in result.measures.items()}
     day_rep = rows[RowKey("day", "2026-11-23", "rep", "rep-2")]
     assert day_rep["o"] == {"sales.calls": 5, "sales.deals": 8}
+    keys = {row: key for key, (_, row) in result.cells.items()}
+    assert result.topics[keys[RowKey("day", "2026-11-23", "rep", "rep-2")]] == {"sales.calls", "sales.deals"}
+    assert result.topics[keys[RowKey("day", "2026-11-23", "product", "unknown")]] == {"sales.deals"}
     assert day_rep["m"]["calls_outbound"] == 1 and day_rep["m"]["talk_ms"] == 120_000
     assert any(name.startswith("deals") for name in day_rep["m"]), day_rep
     assert all(parse_measure_key(k) is not None for k in result.measures)
