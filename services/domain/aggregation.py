@@ -124,19 +124,22 @@ def parse_measure_key(store_key: str) -> tuple[int, RowKey] | None:
     return int(partition), RowKey(period, start, dim, key)
 
 
-def merge_topic_rows(store: Mapping[str, dict[str, Any]]) -> tuple[dict[str, dict[str, Any]], list[str]]:
+def merge_topic_rows(store: Mapping[str, dict[str, Any]], partitions: Iterable[int] | None = None,
+                     ) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """The measure rows kept per topic by earlier versions ("3|m|sales.calls|day|..."), folded
-    into rows per cell: (rows to write, per-topic keys to delete). A cell's row keeps each
-    topic's offset and the sum of the topics' measures (their names differ by topic, and where
-    two topics book the same measure, a reading summed their rows anyway)."""
+    into rows per cell: (rows to write, per-topic keys to delete), of `partitions` (None: all).
+    A cell's row keeps each topic's offset and the sum of the topics' measures (their names
+    differ by topic, and where two topics book the same measure, a reading summed their rows
+    anyway)."""
     rows: dict[str, dict[str, Any]] = {}
     legacy = []
+    heads = None if partitions is None else {str(p) for p in partitions}
     for key, row in store.items():
-        partition, kind, rest = key.split("|", 2)
-        if kind != "m":
-            continue
-        topic, cell = rest.split("|", 1)
-        if topic in _BUCKET_KINDS:
+        parts = key.split("|", 3)
+        if len(parts) < 4 or parts[1] != "m" or parts[2] in _BUCKET_KINDS:
+            continue  # not a measure row, or one per cell already
+        partition, _, topic, cell = parts
+        if heads is not None and partition not in heads:
             continue
         legacy.append(key)
         mkey = f"{partition}|m|{cell}"

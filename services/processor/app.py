@@ -603,7 +603,7 @@ class Worker(ConsumerRebalanceListener):
         (aggregation.merge_topic_rows), in the changelog too, before any event of them is
         handled. Redis gets them when the partitions are copied to it (its per-topic fields are
         dropped then: ReadModel.write_rows)."""
-        rows, legacy = merge_topic_rows({key: row for key, row in self.state.items() if key_partition(key) in partitions})
+        rows, legacy = merge_topic_rows(self.state.data, partitions)
         if legacy:
             await asyncio.gather(*await self.state.write(rows, legacy))
             log.warning("merged %d measure rows kept per topic (an earlier version's) into %d rows per cell in "

@@ -303,6 +303,8 @@ def test_rows_kept_per_topic_by_earlier_versions_merge_into_rows_per_cell():
         "3|m|day|2026-11-23|rep|r1": {"o": {"sales.calls": 1}, "m": {"calls_outbound": 5}},
     }
     assert all(parse_measure_key(k) is None for k in gone)
+    assert merge_topic_rows(legacy, [3]) == ({"3|m|day|2026-11-23|rep|r1": rows["3|m|day|2026-11-23|rep|r1"]},
+                                             ["3|m|sales.calls|day|2026-11-23|rep|r1"])
     merged = {k: v for k, v in legacy.items() if k not in gone} | rows
     assert merge_topic_rows(merged) == ({}, [])  # nothing left to merge
     assert watermarks(merged, [("sales.calls", 2), ("sales.deals", 2)]) == {("sales.calls", 2): 9, ("sales.deals", 2): 4}
