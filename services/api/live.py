@@ -104,8 +104,18 @@ class LiveHub:
         self._changed.set()
         self._changed = asyncio.Event()
 
-    async def changed(self, timeout: float) -> None:
-        """Return at the next change, or after `timeout` seconds."""
+    def versions(self) -> tuple[int, int]:
+        """(KPI version, alert version): what a stream has read, for `changed`."""
+        return self.kpi_version, self.alert_version
+
+    async def changed(self, timeout: float, since: tuple[int, int] | None = None) -> None:
+        """Return at the next change, at once if there was one after `since` (versions()
+        taken before the caller's last read), or after `timeout` seconds. Without `since`, a
+        change that came while the caller was reading or sending would be missed until the
+        next one: a screen showed a value one event old until its heartbeat (15 s) when no
+        other event followed (seen in the wallboard test)."""
+        if since is not None and since != self.versions():
+            return
         try:
             await asyncio.wait_for(self._changed.wait(), timeout)
         except asyncio.TimeoutError:

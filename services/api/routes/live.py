@@ -57,6 +57,7 @@ async def stream(request: Request, watch: Annotated[list[Annotated[str, StringCo
         sent: dict[str, bytes] = {}
         alert_version = None
         while not await request.is_disconnected():
+            seen = hub.versions()  # before reading: a change while this reads or sends is not missed
             for kpi_id, by, period in specs:
                 spec = f"{kpi_id}:{by}:{period}"
                 try:
@@ -75,7 +76,7 @@ async def stream(request: Request, watch: Annotated[list[Annotated[str, StringCo
                 except Exception:  # noqa: BLE001
                     pass
             yield b": keep-alive\n\n"
-            await hub.changed(HEARTBEAT_SECONDS)
+            await hub.changed(HEARTBEAT_SECONDS, seen)
             await asyncio.sleep(DEBOUNCE_SECONDS)
 
     return StreamingResponse(events(), media_type="text/event-stream",
