@@ -73,6 +73,15 @@ class RowKey(NamedTuple):
     key: str
 
 
+class Cell(NamedTuple):
+    """What a batch's measure row is (BatchResult.cells): its source partition number, its cell,
+    and the topics whose events changed it in the batch (a kpi.updates push values their KPIs)."""
+
+    partition: int
+    row: RowKey
+    topics: set[str]
+
+
 class SourceEvent(NamedTuple):
     topic: str
     partition: int
@@ -175,8 +184,7 @@ class BatchResult:
     """Rows to write (measures first, then entities) and what happened to each event."""
 
     measures: dict[str, dict[str, Any]] = field(default_factory=dict)
-    cells: dict[str, tuple[int, RowKey]] = field(default_factory=dict)  # measures' key -> (partition, row)
-    topics: dict[str, set[str]] = field(default_factory=dict)  # measures' key -> the topics that changed it
+    cells: dict[str, Cell] = field(default_factory=dict)  # what each of the measures is, by key
     entities: dict[str, dict[str, Any]] = field(default_factory=dict)
     outcomes: Counter = field(default_factory=Counter)  # (topic, applied|duplicate|stale|replayed)
     rejected: list[tuple[SourceEvent, str]] = field(default_factory=list)
@@ -444,7 +452,7 @@ class Batch:
         expand(deltas, cells)
         prefix = measure_prefix(partition)
         result, store, make = self.result, self.store, RowKey._make
-        written, named, changers = result.measures, result.cells, result.topics
+        written, named = result.measures, result.cells
         for cell, delta in cells.items():
             period, start, dim, key = cell
             mkey = f"{prefix}{period}|{start}|{dim}|{key}"
@@ -470,10 +478,9 @@ class Batch:
                 offsets[topic] = offset
                 if new:
                     written[mkey] = row
-                    named[mkey] = (partition, make(cell))
-                    changers[mkey] = {topic}
+                    named[mkey] = Cell(partition, make(cell), {topic})
                 else:
-                    changers[mkey].add(topic)
+                    named[mkey].topics.add(topic)
 
     def feed(self, events: Iterable[SourceEvent]) -> None:
         aggregator, result, changed, marks, load = self.aggregator, self.result, self.changed, self.marks, self.load

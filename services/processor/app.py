@@ -20,7 +20,7 @@ import contextlib
 import gc
 import logging
 import time
-from collections.abc import Awaitable, Iterable, Iterator
+from collections.abc import Awaitable, Iterable, Iterator, Mapping
 from datetime import date, datetime, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -37,6 +37,7 @@ from salespulse.contracts.topics import DEADLETTER, KPI_UPDATES, state_changelog
 from salespulse.domain.aggregation import (
     Aggregator,
     BatchResult,
+    Cell,
     RowKey,
     SourceEvent,
     deadletter_key,
@@ -301,7 +302,7 @@ class Processor:
         metrics.BATCH_SIZE.observe(len(messages) + len(result.rejected))
         metrics.BATCH_ROWS.observe(len(result.measures))
         lap("changelog")
-        await self.publish(result.measures, result.cells, result.topics)
+        await self.publish(result.measures, result.cells)
         lap("redis")
         await asyncio.gather(*pending)  # durable before the worker commits the batch
         lap("durable")
@@ -349,24 +350,23 @@ class Processor:
             self._book_read_at = now
         return self._book
 
-    async def publish(self, measure_rows: dict[str, dict], cells: dict[str, tuple[int, RowKey]],
-                      topics: dict[str, set[str]]) -> None:
+    async def publish(self, measure_rows: dict[str, dict], cells: Mapping[str, Cell]) -> None:
         """Copy changed partial rows to Redis (every reading sees them from then on), and note
         the rows of the current buckets (today, this week, month, quarter, year, and `now`) for
         the next kpi.updates flush. A closed bucket changed by a late event or a replay is in
         Redis for every reading, not pushed: on a replay that was dozens of messages per event.
-        `cells` names each row (BatchResult.cells): its key is not parsed again; `topics`, the
-        topics that changed it (whose KPIs a push values)."""
+        `cells` says what each row is and which topics changed it (BatchResult.cells): its key
+        is not parsed again, and a push values the KPIs of those topics."""
         if not measure_rows:
             return
         current = {kind: start.isoformat() for kind, start in bucket_starts(datetime.now(timezone.utc), self.tz).items()}
         skip = self.settings.kpi_updates_skip_dimensions
         rows, touched = [], {}
         for key, row in measure_rows.items():
-            partition, row_key = cells[key]
+            partition, row_key, topics = cells[key]
             rows.append((partition, row_key, row["m"]))
             if (row_key.period == SNAPSHOT or current.get(row_key.period) == row_key.start) and row_key.dim not in skip:
-                touched.setdefault(row_key, set()).update(topics[key])
+                touched.setdefault(row_key, set()).update(topics)
         async with self.publish_lock:
             try:
                 await self.readmodel.write_rows(rows)

@@ -69,11 +69,10 @@ def run(log, batch_sizes=None, partitions: int = 1, store=None, fast: bool = Fal
 def assert_named(result) -> None:
     """Every measure row of a result is named (partition, RowKey), as its key says."""
     named = {key: parse_measure_key(key) for key in result.measures}
-    assert result.cells == named
-    assert all(type(row) is RowKey for _, row in result.cells.values())
+    assert {key: (cell.partition, cell.row) for key, cell in result.cells.items()} == named
+    assert all(type(cell.row) is RowKey for cell in result.cells.values())
     # and says which topics changed it (of those whose offsets it keeps)
-    assert result.topics.keys() == result.measures.keys()
-    assert all(topics and topics <= result.measures[key]["o"].keys() for key, topics in result.topics.items())
+    assert all(cell.topics and cell.topics <= result.measures[key]["o"].keys() for key, cell in result.cells.items())
 
 
 def cube(store) -> dict:
@@ -275,9 +274,9 @@ def test_a_cell_has_one_row_per_partition_whatever_topics_feed_it():
     rows = {parse_measure_key(k)[1]: row for k, row in result.measures.items()}
     day_rep = rows[RowKey("day", "2026-11-23", "rep", "rep-2")]
     assert day_rep["o"] == {"sales.calls": 5, "sales.deals": 8}
-    keys = {row: key for key, (_, row) in result.cells.items()}
-    assert result.topics[keys[RowKey("day", "2026-11-23", "rep", "rep-2")]] == {"sales.calls", "sales.deals"}
-    assert result.topics[keys[RowKey("day", "2026-11-23", "product", "unknown")]] == {"sales.deals"}
+    keys = {cell.row: key for key, cell in result.cells.items()}
+    assert result.cells[keys[RowKey("day", "2026-11-23", "rep", "rep-2")]].topics == {"sales.calls", "sales.deals"}
+    assert result.cells[keys[RowKey("day", "2026-11-23", "product", "unknown")]].topics == {"sales.deals"}
     assert day_rep["m"]["calls_outbound"] == 1 and day_rep["m"]["talk_ms"] == 120_000
     assert any(name.startswith("deals") for name in day_rep["m"]), day_rep
     assert all(parse_measure_key(k) is not None for k in result.measures)
