@@ -11,11 +11,13 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote, urlencode
 
 from salespulse.devstack.tls import Pki
 from salespulse.settings import REPO_ROOT
@@ -283,15 +285,24 @@ def kafka_answers(bootstrap_servers: str, timeout: float = 5.0, options: dict | 
 
 @dataclass
 class LocalRedis:
-    """A redis-server on 127.0.0.1 without persistence: Redis is a read model, rebuilt from Kafka."""
+    """A redis-server on 127.0.0.1 without persistence: Redis is a read model, rebuilt from Kafka.
+
+    With `password` it requires AUTH; with `tls` it listens on TLS only and requires a client
+    certificate signed by the Pki's CA. `url` says how the product gets in (REDIS_URL)."""
 
     home: Path
     port: int = 6379
+    password: str | None = field(default=None, repr=False)
+    tls: Pki | None = None
     proc: subprocess.Popen | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = "" if self.password is None else f":{quote(self.password, safe='')}@"
+        if self.tls is None:
+            return f"redis://{auth}127.0.0.1:{self.port}/0"
+        files = {"ssl_ca_certs": self.tls.ca_cert, "ssl_certfile": self.tls.client_cert, "ssl_keyfile": self.tls.client_key}
+        return f"rediss://{auth}127.0.0.1:{self.port}/0?" + urlencode({k: str(v) for k, v in files.items()})
 
     @property
     def log_path(self) -> Path:
@@ -306,20 +317,43 @@ class LocalRedis:
                 f"something already listens on 127.0.0.1:{self.port}; stop it, or set REDIS_URL to use it")
         self.home.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
+        listen = ["--port", str(self.port)]
+        if self.tls is not None:
+            listen = ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(self.tls.server_cert),
+                      "--tls-key-file", str(self.tls.server_key), "--tls-ca-cert-file", str(self.tls.ca_cert)]
+        # The password goes in on stdin (a config file read from "-"), not on the command line.
+        config = "" if self.password is None else f'requirepass "{self.password}"\n'
         self.proc = subprocess.Popen(
-            [binary, "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.home),
+            [binary, "-", "--bind", "127.0.0.1", *listen, "--dir", str(self.home),
              "--save", "", "--appendonly", "no", "--daemonize", "no"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
+        self.proc.stdin.write(config.encode())
+        self.proc.stdin.close()
         _wait(self.ready, timeout, "Redis", self.proc, self.log_path)
         return self
 
     def ready(self) -> bool:
         if not port_open("127.0.0.1", self.port):
             return False
-        with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as raw:
+                sock = raw
+                if self.tls is not None:
+                    context = ssl.create_default_context(cafile=str(self.tls.ca_cert))
+                    context.load_cert_chain(str(self.tls.client_cert), str(self.tls.client_key))
+                    sock = context.wrap_socket(raw, server_hostname="127.0.0.1")
+                hello = b"PING\r\n" if self.password is None else f"AUTH {self.password}\r\nPING\r\n".encode()
+                sock.sendall(hello)
+                answer = b""
+                while b"+PONG" not in answer and b"-" not in answer:
+                    chunk = sock.recv(64)
+                    if not chunk:
+                        break
+                    answer += chunk
+                return b"+PONG" in answer
+        except (OSError, ssl.SSLError):
+            return False
 
     def stop(self) -> None:
         _stop(self.proc)

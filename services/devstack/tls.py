@@ -1,8 +1,9 @@
-"""A throwaway certificate authority for a local broker with a TLS listener (openssl).
+"""A throwaway certificate authority for local servers with TLS listeners (openssl).
 
-`make_pki` writes a CA, a broker certificate for 127.0.0.1 (PKCS#12 keystore: what the
-broker loads) and a client certificate signed by the same CA (PEM: what aiokafka loads), so
-a test can run the product against a broker that requires TLS and client certificates.
+`make_pki` writes a CA, a server certificate for 127.0.0.1 (as a PKCS#12 keystore, what the
+Kafka broker loads, and as PEM files, what redis-server loads) and a client certificate signed
+by the same CA (PEM: what aiokafka and redis-py load), so a test can run the product against
+servers that require TLS and client certificates.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ class Pki:
     keystore_password: str
     client_cert: Path  # PEM, signed by the CA
     client_key: Path  # PEM, unencrypted
+    server_cert: Path  # PEM: the broker's certificate, for a server that loads PEM (redis-server)
+    server_key: Path  # PEM, unencrypted
 
 
 def _openssl(*args: str, cwd: Path) -> None:
@@ -57,4 +60,4 @@ def make_pki(directory: Path) -> Pki:
     _openssl("pkcs12", "-export", "-in", "broker.crt", "-inkey", "broker.key", "-certfile", "ca.crt",
              "-name", "broker", "-out", "broker.p12", "-passout", f"pass:{password}", cwd=directory)
     return Pki(directory / "ca.crt", directory / "broker.p12", password,
-               directory / "client.crt", directory / "client.key")
+               directory / "client.crt", directory / "client.key", directory / "broker.crt", directory / "broker.key")
