@@ -322,7 +322,7 @@ class LocalRedis:
             listen = ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(self.tls.server_cert),
                       "--tls-key-file", str(self.tls.server_key), "--tls-ca-cert-file", str(self.tls.ca_cert)]
         # The password goes in on stdin (a config file read from "-"), not on the command line.
-        config = "" if self.password is None else f'requirepass "{self.password}"\n'
+        config = "" if self.password is None else f"requirepass {_config_string(self.password)}\n"
         self.proc = subprocess.Popen(
             [binary, "-", "--bind", "127.0.0.1", *listen, "--dir", str(self.home),
              "--save", "", "--appendonly", "no", "--daemonize", "no"],
@@ -343,8 +343,7 @@ class LocalRedis:
                     context = ssl.create_default_context(cafile=str(self.tls.ca_cert))
                     context.load_cert_chain(str(self.tls.client_cert), str(self.tls.client_key))
                     sock = context.wrap_socket(raw, server_hostname="127.0.0.1")
-                hello = b"PING\r\n" if self.password is None else f"AUTH {self.password}\r\nPING\r\n".encode()
-                sock.sendall(hello)
+                sock.sendall((b"" if self.password is None else _command("AUTH", self.password)) + _command("PING"))
                 answer = b""
                 while b"+PONG" not in answer and b"-" not in answer:
                     chunk = sock.recv(64)
@@ -358,3 +357,16 @@ class LocalRedis:
     def stop(self) -> None:
         _stop(self.proc)
         self.proc = None
+
+
+def _config_string(value: str) -> str:
+    """`value` as a double-quoted string of a redis.conf line."""
+    if "\n" in value or "\r" in value:
+        raise DevstackError("a Redis password cannot hold a line break")
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _command(*args: str) -> bytes:
+    """One Redis command in the protocol's array form (any bytes in its arguments)."""
+    parts = [arg.encode() for arg in args]
+    return f"*{len(parts)}\r\n".encode() + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts)

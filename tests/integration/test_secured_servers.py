@@ -17,6 +17,7 @@ import secrets
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -142,7 +143,8 @@ def plain_kafka(home: Path) -> LocalKafka:
 
 @pytest.fixture
 def auth_redis(tmp_path) -> Iterator[tuple[LocalRedis, Settings]]:
-    redis = LocalRedis(tmp_path / "redis", port=free_port(), password=secrets.token_urlsafe(16))
+    # With characters a URL must encode and a redis.conf line must escape.
+    redis = LocalRedis(tmp_path / "redis", port=free_port(), password=secrets.token_urlsafe(16) + ' :@/"%\\')
     for _, settings in secured_stack(tmp_path, plain_kafka(tmp_path), redis):
         yield redis, settings
 
@@ -170,8 +172,9 @@ async def redis_refuses(url: str) -> str:
 async def test_figures_go_through_a_redis_that_requires_a_password_and_strangers_are_refused(auth_redis):
     redis, settings = auth_redis
     assert settings.redis_url.startswith("redis://:")
-    assert await redis_refuses(f"redis://127.0.0.1:{redis.port}/0")  # no password
-    assert await redis_refuses(f"redis://:wrong-{redis.password}@127.0.0.1:{redis.port}/0")
+    assert await redis_refuses(f"redis://127.0.0.1:{redis.port}/0") == "AuthenticationError"  # no password
+    wrong = quote("wrong" + redis.password, safe="")
+    assert await redis_refuses(f"redis://:{wrong}@127.0.0.1:{redis.port}/0") == "AuthenticationError"
     await an_ingested_order_is_counted(settings, {})
 
 
