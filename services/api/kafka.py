@@ -12,7 +12,7 @@ from salespulse.contracts.directory import DIRECTORY_TOPICS, InvalidRecord, deco
 from salespulse.contracts.topics import KPI_TARGETS, read_compacted
 from salespulse.domain.targets import TargetId
 from salespulse.readmodel import ReadModel
-from salespulse.settings import kafka_client
+from salespulse.settings import kafka_producer
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 def new_producer(bootstrap_servers: str) -> AIOKafkaProducer:
     # acks=all + idempotence: a 2xx answer means the event is durably in Kafka, once.
     return AIOKafkaProducer(
-        **kafka_client(bootstrap_servers), acks="all", enable_idempotence=True,
+        **kafka_producer(bootstrap_servers), acks="all", enable_idempotence=True,
         linger_ms=2, request_timeout_ms=15000,
     )
 

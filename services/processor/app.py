@@ -548,8 +548,9 @@ class Worker(ConsumerRebalanceListener):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.client = settings.kafka_options()
-        self.producer = AIOKafkaProducer(**self.client, acks="all", linger_ms=5, max_batch_size=1024 * 1024,
-                                         enable_idempotence=True, partitioner=KeyPartitioner())
+        self.producer = AIOKafkaProducer(**settings.producer_options(), acks="all", linger_ms=5,
+                                         max_batch_size=1024 * 1024, enable_idempotence=True,
+                                         partitioner=KeyPartitioner())
         self.consumer = group_consumer(settings, StandbyAssignor(settings.processor_standby_replicas,
                                                                  self.on_standbys))
         self.lease = Lease(heartbeat(self.consumer), settings.processor_session_timeout)

@@ -50,7 +50,7 @@ async def run(rate: float, duration: float | None, seed: int | None) -> None:
     settings = get_settings()
     await ensure_topics(settings)
     world = World(random.Random(seed), ZoneInfo(settings.business_timezone))
-    producer = AIOKafkaProducer(**settings.kafka_options(), acks="all",
+    producer = AIOKafkaProducer(**settings.producer_options(), acks="all",
                                 enable_idempotence=True, linger_ms=5)
     await producer.start()
     await seed_directory(settings.kafka_bootstrap_servers, producer, world)

@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
@@ -345,3 +346,30 @@ def own_servers(home: Path) -> Iterator[OwnServers]:
 def own(tmp_path) -> Iterator[OwnServers]:
     with own_servers(tmp_path) as servers:
         yield servers
+
+
+async def an_ingested_order_is_counted(settings: Settings, env: dict[str, str]) -> None:
+    """The processor and the API, given `env` over `settings`, carry an order ingested through the
+    API to its reading of the KPI (the rep's revenue today)."""
+    processor = start_processor(settings, **env)
+    api_proc, url = start_api(settings, settings.data_dir / "api.log", **env)  # ingest and live feed log in too
+    rep = unique("rep")
+    try:
+        async with httpx.AsyncClient(base_url=url) as api:
+            response = await api.post("/api/v1/events", json=[{
+                "specversion": "1.0", "id": unique("evt"), "source": "test/ingested", "type": "order.placed",
+                "time": datetime.now(timezone.utc).isoformat(),
+                "data": {"order_id": unique("ord"), "customer_id": unique("cust"), "rep_id": rep, "currency": "EUR",
+                         "placed_at": datetime.now(timezone.utc).isoformat(),
+                         "lines": [{"product": "p1", "quantity": 2, "unit_price": "50.00", "unit_cost": "30.00"}]}}])
+            assert response.status_code == 202, response.text
+
+            async def counted() -> None:
+                body = (await api.get("/api/v1/kpis/revenue", params={"by": "rep", "period": "day"})).json()
+                assert {v["key"]: v["value"] for v in body["values"]}.get(rep) == 100.0
+
+            await eventually(counted, timeout=60)
+    finally:
+        api_proc.terminate()
+        api_proc.wait(30)
+        stop_processor(processor)

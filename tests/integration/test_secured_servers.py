@@ -15,11 +15,9 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import Iterator
-from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import quote
 
-import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -31,7 +29,7 @@ from salespulse.devstack import LocalKafka, LocalRedis, free_port
 from salespulse.devstack.tls import Pki, make_pki
 from salespulse.readmodel import ReadModel
 from salespulse.settings import Settings
-from tests.integration.conftest import eventually, start_api, start_processor, stop_processor, unavailable, unique
+from tests.integration.conftest import an_ingested_order_is_counted, unavailable, unique
 
 USER = "salespulse"
 
@@ -86,32 +84,6 @@ async def refused(**options) -> str:
     finally:
         await producer.stop()
     pytest.fail(f"the broker let a producer in with {options}")
-
-
-async def an_ingested_order_is_counted(settings: Settings, env: dict[str, str]) -> None:
-    """The processor and the API, given only `env` for Kafka, carry an order to a KPI."""
-    processor = start_processor(settings, **env)
-    api_proc, url = start_api(settings, settings.data_dir / "api.log", **env)  # ingest and live feed log in too
-    rep = unique("rep")
-    try:
-        async with httpx.AsyncClient(base_url=url) as api:
-            response = await api.post("/api/v1/events", json=[{
-                "specversion": "1.0", "id": unique("evt"), "source": "test/secured", "type": "order.placed",
-                "time": datetime.now(timezone.utc).isoformat(),
-                "data": {"order_id": unique("ord"), "customer_id": unique("cust"), "rep_id": rep, "currency": "EUR",
-                         "placed_at": datetime.now(timezone.utc).isoformat(),
-                         "lines": [{"product": "p1", "quantity": 2, "unit_price": "50.00", "unit_cost": "30.00"}]}}])
-            assert response.status_code == 202, response.text
-
-            async def counted() -> None:
-                body = (await api.get("/api/v1/kpis/revenue", params={"by": "rep", "period": "day"})).json()
-                assert {v["key"]: v["value"] for v in body["values"]}.get(rep) == 100.0
-
-            await eventually(counted, timeout=60)
-    finally:
-        api_proc.terminate()
-        api_proc.wait(30)
-        stop_processor(processor)
 
 
 async def test_events_flow_through_a_broker_that_requires_sasl_and_strangers_are_refused(sasl_broker):
