@@ -53,8 +53,8 @@ class Settings(BaseSettings):
     kafka_ssl_keyfile: Path | None = None
     # What SalesPulse produces to Kafka (the processor's changelog, kpi.updates and dead letters,
     # the events the API ingests, alerts, the simulator's events) is compressed with this codec;
-    # consumers read any. lz4 took a third of the broker's CPU off at 5,000 events/s (README,
-    # Performance) for a few microseconds of the producer's per batch.
+    # consumers read any. lz4 took a third of the broker's CPU off at 5,000 events/s, and the
+    # workers spend a little of it compressing (README, Performance).
     kafka_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "lz4"
     # redis://[:password@]host:port/db, or rediss:// for TLS (add ?ssl_ca_certs=/path/ca.pem).
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -314,4 +314,3 @@ def kafka_client(bootstrap_servers: str) -> dict:
 def kafka_producer(bootstrap_servers: str) -> dict:
     """kafka_client's arguments, and the compression of KAFKA_COMPRESSION (a producer's)."""
     return {**get_settings().producer_options(), "bootstrap_servers": bootstrap_servers}
-
