@@ -53,9 +53,10 @@ class Settings(BaseSettings):
     kafka_ssl_keyfile: Path | None = None
     # What SalesPulse produces to Kafka (the processor's changelog, kpi.updates and dead letters,
     # the events the API ingests, alerts, the simulator's events) is compressed with this codec;
-    # consumers read any. lz4 took a third of the broker's CPU off at 5,000 events/s, and the
-    # workers spend a little of it compressing (README, Performance).
-    kafka_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "lz4"
+    # consumers read any. Off by default: lz4 took a third of the broker's CPU off at 5,000
+    # events/s over a 300,000-event history, but over 1,000,000 (customers' rows of some 200
+    # orders) the workers' changelog writes took longer and the latency grew (README, Performance).
+    kafka_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "none"
     # redis://[:password@]host:port/db, or rediss:// for TLS (add ?ssl_ca_certs=/path/ca.pem).
     redis_url: str = "redis://127.0.0.1:6379/0"
 

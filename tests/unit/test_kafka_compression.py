@@ -9,8 +9,9 @@ from pydantic import ValidationError
 from salespulse.settings import Settings
 
 
-def test_lz4_by_default_none_turns_it_off_and_an_unknown_codec_is_refused():
-    assert Settings().producer_options()["compression_type"] == "lz4"
+def test_off_by_default_a_codec_turns_it_on_and_an_unknown_one_is_refused():
+    assert Settings().producer_options()["compression_type"] is None
+    assert Settings(kafka_compression="lz4").producer_options()["compression_type"] == "lz4"
     assert Settings(kafka_compression="zstd").producer_options()["compression_type"] == "zstd"
     assert Settings(kafka_compression="none").producer_options()["compression_type"] is None
     assert "compression_type" not in Settings().kafka_options()  # consumers take no such argument
