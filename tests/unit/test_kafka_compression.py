@@ -1,4 +1,4 @@
-"""KAFKA_COMPRESSION as aiokafka producer arguments (tests/integration/test_changelog.py reads the
+"""KAFKA_COMPRESSION as aiokafka producer arguments (tests/integration/test_compression.py reads the
 codec of what the processor and the API wrote off the broker's disk)."""
 
 from __future__ import annotations
