@@ -15,6 +15,9 @@ Layout (prefix `sp:`):
 - `sp:dir:{reps|products|customers}`   hash, key -> directory record (as on directory.*).
 - `sp:wh:state:{call|deal}:{id}`       what provider webhooks told of a call or deal so far (merged).
 - `sp:wh:seen:{provider}:{event id}`   a provider event already taken (expires).
+- `sp:unflushed:{partition}`            set of that partition's measure rows (state keys) a worker
+  copied here when the changelog did not have them yet (made since its last flush): a worker
+  taking the partition over drops from here those its restored rows lack (processor.app).
 - `sp:synced`                           hash, source partition number -> time its rows were last
   copied in full; a missing field (Redis restarted empty) makes its owner copy them again.
 - `sp:version`                          counter, bumped in the same round trip as every write a
@@ -56,6 +59,10 @@ def row_hash(row: RowKey) -> str:
 
 def keys_set(period: str, start: str, dim: str) -> str:
     return f"{PREFIX}k:{period}:{start}:{dim}"
+
+
+def unflushed_set(partition: int) -> str:
+    return f"{PREFIX}unflushed:{partition}"
 
 
 class MergedRow(dict):
@@ -145,9 +152,12 @@ class ReadModel:
 
     # --- written by the processor -----------------------------------------------------
 
-    async def write_rows(self, rows: Iterable[tuple[int, RowKey, Mapping[str, int]]], whole: bool = False) -> None:
+    async def write_rows(self, rows: Iterable[tuple[int, RowKey, Mapping[str, int]]], whole: bool = False,
+                         unflushed: Mapping[int, Iterable[str]] | None = None) -> None:
         """Store whole partial rows: (source partition, row, measures). `whole`: a full copy of
-        the partitions, which also drops what an earlier version wrote of them per topic."""
+        the partitions, which also drops what an earlier version wrote of them per topic.
+        `unflushed`: partition -> state keys of those rows the changelog does not have yet,
+        noted (UNFLUSHED) before the rows are written."""
         now = time.time()
         hashes: list[str] = []
         fields: list[Any] = []
@@ -165,6 +175,9 @@ class ReadModel:
         if not hashes:
             return
         pipe = self.redis.pipeline(transaction=False)
+        for partition, keys in (unflushed or {}).items():
+            if keys:
+                pipe.sadd(unflushed_set(partition), *keys)
         if whole:
             for key, partition in zip(hashes, fields[::2]):
                 pipe.hdel(key, *(f"{topic}/{partition}" for topic in SOURCE_TOPICS))
@@ -197,6 +210,23 @@ class ReadModel:
         for row in gone:
             pipe.srem(keys_set(row.period, row.start, row.dim), row.key)
         pipe.incr(VERSION)
+        await pipe.execute()
+
+    async def unflushed_rows(self, partitions: Iterable[int]) -> dict[int, set[str]]:
+        """Partition -> the state keys of its rows noted as copied here before the changelog had them."""
+        partitions = sorted(partitions)
+        pipe = self.redis.pipeline(transaction=False)
+        for partition in partitions:
+            pipe.smembers(unflushed_set(partition))
+        return {p: {k.decode() for k in keys} for p, keys in zip(partitions, await pipe.execute())}
+
+    async def forget_unflushed(self, keys: Mapping[int, Iterable[str]]) -> None:
+        """The changelog has these rows now (or the state never will): no longer noted."""
+        pipe = self.redis.pipeline(transaction=False)
+        for partition, members in keys.items():
+            members = list(members)
+            if members:
+                pipe.srem(unflushed_set(partition), *members)
         await pipe.execute()
 
     async def synced_partitions(self) -> set[int]:

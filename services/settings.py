@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     processor_metrics_port: int = 9102
     processor_batch_size: int = Field(default=10000, ge=1)
     processor_batch_seconds: float = Field(default=0.05, gt=0)
+    # How often the rows batches changed are written to the state changelog (once per row
+    # however many batches changed it; offsets are committed after): 0 writes every batch's.
+    # A crashed worker's successor handles again the events of up to this long.
+    processor_flush_seconds: float = Field(default=1.0, ge=0, le=60)
     # Static membership: a worker restarted under the same id takes its partitions back at once,
     # without a rebalance; unset, a crashed worker's partitions wait for its session to time out.
     processor_instance_id: str | None = None

@@ -117,12 +117,12 @@ def scrape(port: int) -> dict[str, float]:
 
 BATCH_FIGURES = ("salespulse_processor_batch_phase_seconds_sum", "salespulse_processor_batch_events_sum",
                  "salespulse_processor_batch_events_count", "salespulse_processor_batch_rows_sum",
-                 "salespulse_processor_push_seconds_sum")
+                 "salespulse_processor_push_seconds_sum", "salespulse_processor_changelog_records_total")
 
 
 def batch_figures(metrics_text: str) -> dict[str, float]:
     """A worker's running totals of its batches (from its /metrics): seconds per phase, events,
-    batches, measure rows, and seconds spent pushing kpi.updates."""
+    batches, measure rows, changelog records, and seconds spent pushing kpi.updates."""
     out: dict[str, float] = {}
     for family in text_string_to_metric_families(metrics_text):
         for sample in family.samples:
@@ -133,8 +133,8 @@ def batch_figures(metrics_text: str) -> dict[str, float]:
 
 def per_event(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
     """Where a worker's time went between two batch_figures(): microseconds of wall time per
-    event in each phase of its batches and in its kpi.updates pushes, measure rows per event,
-    events per batch. Empty when it handled no event meanwhile."""
+    event in each phase of its batches and in its kpi.updates pushes, measure rows and changelog
+    records per event, events per batch. Empty when it handled no event meanwhile."""
     def delta(name: str) -> float:
         return after.get(name, 0.0) - before.get(name, 0.0)
 
@@ -144,6 +144,7 @@ def per_event(before: dict[str, float], after: dict[str, float]) -> dict[str, fl
     figures = {f"{phase}_us": round(delta(phase) / events * 1e6, 1) for phase in PHASES}
     figures["push_us"] = round(delta("salespulse_processor_push_seconds_sum") / events * 1e6, 1)
     figures["rows_per_event"] = round(delta("salespulse_processor_batch_rows_sum") / events, 2)
+    figures["changelog_records_per_event"] = round(delta("salespulse_processor_changelog_records_total") / events, 2)
     figures["events_per_batch"] = round(events / max(1.0, delta("salespulse_processor_batch_events_count")))
     return figures
 

@@ -99,10 +99,12 @@ def markdown(r: dict) -> str:
         lines += ["", "Where each worker's time went per live event (µs of wall time, from its "
                   "`salespulse_processor_batch_phase_seconds` and push times; the pushes run beside the batches):", "",
                   "| offered (events/s) | worker | " + " | ".join(p.removesuffix("_us") for p in phases)
-                  + " | rows/event | events/batch |", "|---:|---|" + "---:|" * (len(phases) + 2)]
+                  + " | rows/event | changelog records/event | events/batch |",
+                  "|---:|---|" + "---:|" * (len(phases) + 3)]
         for rate, name, figures in spent:
             lines.append(f"| {rate:,} | {name} | " + " | ".join(str(figures[p]) for p in phases)
-                         + f" | {figures['rows_per_event']} | {figures['events_per_batch']:,} |")
+                         + f" | {figures['rows_per_event']} | {figures.get('changelog_records_per_event', '')}"
+                         f" | {figures['events_per_batch']:,} |")
     mem = r["memory"]
     lines += ["", "## Peak memory (VmHWM, MiB)", "", "| process | MiB |", "|---|---:|",
               f"| Kafka broker (JVM, heap 2 GiB) | {mem['kafka_broker_mib']} |", f"| redis-server | {mem['redis_mib']} |",

@@ -260,8 +260,10 @@ class Processor:
         return [sent, *written]
 
     async def handle(self, records: Iterable[ConsumerRecord]) -> None:
-        """Apply a batch; once this returns, everything it changed is durable in Kafka. Raises
-        membership.Fenced, having written nothing of it, if the group dropped this worker."""
+        """Apply a batch: its rows are staged for the changelog (durable at the worker's next
+        flush) and copied to Redis; its dead letters are sent and durable once this returns.
+        Raises membership.Fenced if the group dropped this worker (its rows may be staged:
+        the caller puts them back, State.unstage)."""
         started = time.perf_counter()
         lap = Laps(started)
         # Every event of the batch was produced before this point, so the directory as of now has
@@ -291,10 +293,11 @@ class Processor:
         lap("directory")
         result = await self.apply(valid)
         lap("aggregate")
-        # One write, so a restore keeps all of a partition's rows of the batch or none; measure
-        # rows first, then entity rows (of use to a changelog of an earlier version).
-        pending += await self.table.write({**result.measures, **result.entities})
-        self.watermarks.update(result.watermarks)  # (not before: a fenced worker writes nothing)
+        # Staged whole and flushed in one write, so a restore keeps all of a partition's rows of
+        # the batch or none; measure rows first, then entity rows (of use to a changelog of an
+        # earlier version).
+        self.table.stage({**result.measures, **result.entities})
+        self.watermarks.update(result.watermarks)
         for event, reason in result.rejected:
             pending += await self.dead_letter(messages[(event.topic, event.partition, event.offset)], reason)
         for (topic, outcome), n in result.outcomes.items():
@@ -302,6 +305,8 @@ class Processor:
         metrics.BATCH_SIZE.observe(len(messages) + len(result.rejected))
         metrics.BATCH_ROWS.observe(len(result.measures))
         lap("changelog")
+        if self.table.lease is not None:  # a worker the group dropped copies nothing to Redis
+            await self.table.lease.hold()
         await self.publish(result.measures, result.cells)
         lap("redis")
         await asyncio.gather(*pending)  # durable before the worker commits the batch
@@ -361,15 +366,17 @@ class Processor:
             return
         current = {kind: start.isoformat() for kind, start in bucket_starts(datetime.now(timezone.utc), self.tz).items()}
         skip = self.settings.kpi_updates_skip_dimensions
-        rows, touched = [], {}
+        rows, touched, unflushed, created = [], {}, {}, self.table.created
         for key, row in measure_rows.items():
             partition, row_key, topics = cells[key]
             rows.append((partition, row_key, row["m"]))
+            if key in created:
+                unflushed.setdefault(partition, []).append(key)
             if (row_key.period == SNAPSHOT or current.get(row_key.period) == row_key.start) and row_key.dim not in skip:
                 touched.setdefault(row_key, set()).update(topics)
         async with self.publish_lock:
             try:
-                await self.readmodel.write_rows(rows)
+                await self.readmodel.write_rows(rows, unflushed=unflushed)
             except (RedisError, OSError) as exc:
                 self.dirty.update(partition for partition, _, _ in rows)
                 metrics.READ_MODEL_FAILURES.inc()
@@ -449,6 +456,54 @@ class Processor:
             log.warning("Redis unavailable (%s); %d rows gone from the state will be dropped from it later",
                         exc, len(self.gone_from_redis))
 
+    async def flushed(self, created: Iterable[str]) -> None:
+        """The changelog has the rows staged as new before a flush (State.take_created), now
+        acknowledged: Redis no longer notes them as unflushed (a note left, if Redis does not
+        answer, only costs a check at the partition's next takeover)."""
+        by_partition: dict[int, list[str]] = {}
+        for key in created:
+            parsed = parse_measure_key(key)
+            if parsed is not None:
+                by_partition.setdefault(parsed[0], []).append(key)
+        if not by_partition:
+            return
+        try:
+            await self.readmodel.forget_unflushed(by_partition)
+        except (RedisError, OSError) as exc:
+            log.info("Redis unavailable (%s); %d rows stay noted as unflushed", exc, len(created))
+
+    async def drop_strays(self, partitions: set[int]) -> None:
+        """Rows of `partitions` in Redis that the state lacks: copied there by an owner that
+        stopped before its changelog had them (a crash between flushes), and not made again by
+        the events it handled, handled anew (a batch that nets a row's change to nothing writes
+        no row). Dropped; notes of rows the changelog has are forgotten. Call with the publish
+        lock, before copying the partitions' rows."""
+        strays, settled = [], {}
+        for partition, keys in (await self.readmodel.unflushed_rows(partitions)).items():
+            for key in keys:
+                parsed = parse_measure_key(key)
+                if parsed is not None and key not in self.table.data:
+                    strays.append(parsed)
+                if key not in self.table.created:
+                    settled.setdefault(partition, []).append(key)
+        if strays:
+            await self.readmodel.delete_rows(strays)
+            log.warning("dropped %d rows from Redis that an earlier owner copied there and no changelog has",
+                        len(strays))
+        await self.readmodel.forget_unflushed(settled)
+
+    def unstaged(self, undone: Mapping[str, Any | None]) -> None:
+        """Rows put back to what the changelog has (State.unstage): Redis may have their newer
+        values, and rows the put-back removed. The events that made them are read again; until
+        then their partitions are copied to Redis as they are, and the removed rows dropped.
+        (The watermarks stay: no row has applied beyond them, which still holds.)"""
+        for key, row in undone.items():
+            parsed = parse_measure_key(key)
+            if parsed is not None:
+                self.dirty.add(parsed[0])
+                if row is None:
+                    self.gone_from_redis.append(parsed)
+
     def own(self, partitions: set[int], undone: dict[str, Any | None] | None = None,
             unchanged: set[int] = frozenset()) -> None:
         """Partitions whose rows were just restored (`undone`: rows a restore put back, None
@@ -494,6 +549,7 @@ class Processor:
                 todo = (self.owned - await self.readmodel.synced_partitions()) | (self.dirty & self.owned)
                 if not todo or not await self.may_write():
                     return
+                await self.drop_strays(todo)
                 rows = []
                 for key, row in list(self.table.items()):
                     parsed = parse_measure_key(key)
@@ -562,7 +618,10 @@ class Worker(ConsumerRebalanceListener):
         self.retry_at, self.retry_delay = 0.0, 1.0
         self.processor = Processor(settings, self.producer, self.state, ReadModel.from_url(settings.redis_url))
         self.lock = asyncio.Lock()  # one batch, rebalance or timer job at a time
-        self.committing: asyncio.Future | None = None  # the last batch's offset commit, if not settled
+        self.committing: asyncio.Future | None = None  # the last flush's offset commit, if not settled
+        # Source partitions handled since the last flush: (first offset handled, next offset).
+        self.unflushed: dict[TopicPartition, tuple[int, int]] = {}
+        self.flush_due = 0.0  # (monotonic) when the staged rows are to be written
         self.ready = asyncio.Event()
         self.stopping = asyncio.Event()
 
@@ -576,8 +635,9 @@ class Worker(ConsumerRebalanceListener):
         Their rows are kept until the new assignment: a rebalance revokes every partition and
         gives most of them straight back."""
         async with self.lock:
+            await self.flush()  # under the generation that handled the batches
             self.lease.end()
-            await self.settle_commit()  # under the generation that handled the batch
+            await self.settle_commit()
             gone = {tp.partition for tp in revoked if tp.topic in SOURCE_TOPICS}
             if gone:
                 self.processor.disown(gone)
@@ -705,15 +765,11 @@ class Worker(ConsumerRebalanceListener):
                                 await self.processor.handle(records)
                         except Fenced as exc:
                             fenced = exc
-                            self.drop_batch(batches, exc)
+                            self.drop_unflushed(exc, batches)
                         else:
-                            lap = Laps(time.perf_counter())
-                            await self.settle_commit()  # the previous batch's, long done as a rule
-                            lap("commit")
-                            # Its round trip overlaps the next batch; settled before the next
-                            # commit, a rebalance or the end.
-                            self.committing = asyncio.ensure_future(
-                                self.commit({tp: rs[-1].offset + 1 for tp, rs in batches.items() if rs}))
+                            self.handled(batches)
+                    if self.unflushed and time.monotonic() >= self.flush_due:
+                        fenced = await self.flush() or fenced
                 if fenced is not None:  # until the group has this worker again, or its coordinator is back
                     await asyncio.sleep(FENCED_PAUSE_SECONDS)
                 await self.observe_lag()  # not under the lock: a rebalance may be waiting for it
@@ -721,9 +777,11 @@ class Worker(ConsumerRebalanceListener):
             for timer in timers:
                 timer.cancel()
             try:
+                async with self.lock:
+                    await self.flush()
                 await self.settle_commit()
             except Exception:  # noqa: BLE001 - its events are delivered again and recognised as applied
-                log.exception("the last batch's offsets could not be committed")
+                log.exception("the last batches' rows or offsets could not be written")
             await self.consumer.stop()
             await self.processor.follower.stop()
             await self.producer.stop()
@@ -755,29 +813,72 @@ class Worker(ConsumerRebalanceListener):
                     self.consumer.seek(tp, rs[0].offset)
         return records
 
-    def drop_batch(self, batches: dict[TopicPartition, list[ConsumerRecord]], reason: Fenced) -> None:
-        """Give up a batch this worker may no longer write (membership.Fenced): nothing of it
-        was written. Its partitions go back to its first records, for the case the group
-        still counts this worker in and leaves it the partitions; if the group gave them to
-        another worker, that one handles the batch from the committed offsets."""
-        events = sum(map(len, batches.values()))
-        metrics.FENCED_BATCHES.inc()
-        log.warning("dropped a batch of %d events unwritten: %s", events, reason)
-        assigned = self.consumer.assignment()
+    def handled(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        """Note a batch handled (its rows staged): its offsets are committed after the next flush."""
+        if not self.unflushed:
+            self.flush_due = time.monotonic() + self.settings.processor_flush_seconds
         for tp, records in batches.items():
-            if records and tp in assigned:
-                self.consumer.seek(tp, records[0].offset)
+            if records:
+                first = self.unflushed[tp][0] if tp in self.unflushed else records[0].offset
+                self.unflushed[tp] = (first, records[-1].offset + 1)
+
+    async def flush(self) -> Fenced | None:
+        """Write the rows staged since the last flush to the changelog (call with the lock),
+        then commit the offsets of the batches they came of: the commit, once the broker has
+        them, overlaps the next batches, and is settled before the next commit, a rebalance or
+        the end. A worker the group dropped writes nothing and goes back (drop_unflushed)."""
+        if not self.unflushed:
+            return None
+        lap = Laps(time.perf_counter())
+        created = self.state.take_created()
+        try:
+            sent = await self.state.flush()
+        except Fenced as exc:
+            self.drop_unflushed(exc)
+            return exc
+        lap("changelog")
+        offsets = {tp: after for tp, (_, after) in self.unflushed.items()}
+        self.unflushed = {}
+        await self.settle_commit()  # the previous flush's, long done as a rule
+        lap("commit")
+        self.committing = asyncio.ensure_future(self.commit(offsets, sent, created))
+        return None
+
+    def drop_unflushed(self, reason: Fenced, batches: Mapping[TopicPartition, list[ConsumerRecord]] | None = None,
+                       ) -> None:
+        """Give up what this worker may no longer write (membership.Fenced): the rows staged
+        since the last flush are put back, and the batches they came of (and `batches`, the
+        one in hand) are read again from their first records, for the case the group still
+        counts this worker in and leaves it the partitions; if the group gave them to another
+        worker, that one handles them from the committed offsets."""
+        back = {tp: first for tp, (first, _) in self.unflushed.items()}
+        for tp, records in (batches or {}).items():
+            if records:
+                back[tp] = min(back.get(tp, records[0].offset), records[0].offset)
+        self.unflushed = {}
+        self.processor.unstaged(self.state.unstage())
+        metrics.FENCED_BATCHES.inc()
+        log.warning("dropped the rows of %d partitions' events since the last flush unwritten: %s", len(back), reason)
+        assigned = self.consumer.assignment()
+        for tp, offset in back.items():
+            if tp in assigned:
+                self.consumer.seek(tp, offset)
 
     async def settle_commit(self) -> None:
-        """Wait for the last batch's offset commit (its errors are raised here)."""
+        """Wait for the last flush's offset commit (its errors are raised here)."""
         committing, self.committing = self.committing, None
         if committing is not None:
             await committing
 
-    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
-        """Commit a handled batch's offsets. If the group took the partitions away meanwhile (this
-        worker's session expired), the batch is delivered again to their new owner, whose rows
-        already have it (the changelog is written first) and recognise it as applied."""
+    async def commit(self, offsets: dict[TopicPartition, int], written: Iterable[Awaitable] = (),
+                     created: Iterable[str] = ()) -> None:
+        """Commit handled batches' offsets once `written`, their rows' changelog writes, are
+        acknowledged (and forget Redis's notes of the `created` rows: Processor.flushed). If
+        the group took the partitions away meanwhile (this worker's session expired), the
+        batches are delivered again to their new owner, whose rows already have them (the
+        changelog is written first) and recognise them as applied."""
+        await asyncio.gather(*written)
+        await self.processor.flushed(created)
         try:
             await self.consumer.commit(offsets)
         except CommitFailedError as exc:

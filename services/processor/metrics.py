@@ -22,7 +22,7 @@ BATCH_SECONDS = Histogram(
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
 BATCH_ROWS = Histogram(
-    "salespulse_processor_batch_rows", "Measure rows a batch changed (each written to the changelog and Redis).",
+    "salespulse_processor_batch_rows", "Measure rows a batch changed (each copied to Redis, and staged for the changelog's next flush).",
     buckets=(10, 100, 500, 1000, 2500, 5000, 10000, 25000, 50000),
 )
 BATCH_PHASE_SECONDS = Histogram(
@@ -30,9 +30,10 @@ BATCH_PHASE_SECONDS = Histogram(
     "Time of each phase of a batch: fetch (waiting for the records the consumer holds), fresh (for "
     "those that reached the broker since: batching.take), decode (parse and check the events), "
     "directory (what is left of catching up on directory.* once the events are decoded: the two "
-    "overlap), aggregate (entity transitions and cells), changelog (rows handed to the producer), "
-    "redis (rows copied to Redis), durable (waiting for the broker to acknowledge the changelog), "
-    "commit (waiting for the previous batch's offset commit, which overlaps this batch).",
+    "overlap), aggregate (entity transitions and cells), changelog (rows staged, and at a flush "
+    "handed to the producer), redis (rows copied to Redis), durable (waiting for the broker to "
+    "acknowledge dead letters), commit (at a flush, waiting for the previous flush's offset commit, "
+    "which overlaps the batches after it, as does waiting for its changelog records to be acknowledged).",
     ["phase"], buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
 BATCH_PHASES = ("fetch", "fresh", "decode", "directory", "aggregate", "changelog", "redis", "durable", "commit")
@@ -115,8 +116,14 @@ RESYNCED_ROWS = Counter(
 )
 FENCED_BATCHES = Counter(
     "salespulse_processor_fenced_batches_total",
-    "Batches dropped unwritten because the group did not confirm this worker's membership (its session "
-    "expired while its loop was held); their events are handled by the partitions' next owner.",
+    "Times this worker put its rows back to the last flush and dropped the batch in hand unwritten because "
+    "the group did not confirm its membership (its session expired while its loop was held); their events "
+    "are handled again from their first records, or by the partitions' next owner.",
+)
+CHANGELOG_RECORDS = Counter(
+    "salespulse_processor_changelog_records_total",
+    "Records written to the state changelog: rows (once per flush however many batches changed them), "
+    "deletions and commit markers.",
 )
 UNRESTORED_PARTITIONS = Gauge(
     "salespulse_processor_unrestored_partitions",

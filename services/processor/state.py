@@ -18,6 +18,13 @@ figures are not additive (a churn ends the spell an order extends), so half a ba
 figures then the other half recomputed in another order would not add up. Records written
 before a partition's first marker (a changelog of an earlier version) are kept as they are;
 a worker writes a marker as soon as it has restored a partition.
+
+A batch's rows are staged (`stage`: in `data` at once, for the next batch to build on) and
+written by the next `flush`, once per key however many batches changed it since the last one:
+a live worker changes the same rows batch after batch (today's rows of a busy rep, a
+customer's row at each order), and the processor flushes every PROCESSOR_FLUSH_SECONDS. A
+flush is one write, so its batches are restored all or none, as a single batch's were. A
+worker that may no longer write (membership.Fenced) puts the staged rows back (`unstage`).
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from salespulse.domain.aggregation import key_partition
 from salespulse.processor.batching import Batches
+from salespulse.processor.metrics import CHANGELOG_RECORDS
 from salespulse.processor.membership import Lease
 
 log = logging.getLogger(__name__)
@@ -98,8 +106,14 @@ class State:
         self.producer, self.topic, self.lease = producer, topic, lease
         self.data: dict[str, dict[str, Any]] = {}
         # partition -> the changelog offset after this worker's last commit marker there: the
-        # rows in `data` are the changelog up to it (a takeover of the partition reads on from it)
+        # rows in `data` are the changelog up to it and the staged rows (a takeover of the
+        # partition reads on from it)
         self.positions: dict[int, int] = {}
+        self.staged: dict[str, Any] = {}  # rows in `data` that the changelog does not have yet
+        self.before_staged: dict[str, Any] = {}  # what `data` held of them at the last flush (_ABSENT: none)
+        # Keys staged as new rows (none in the changelog then) since the last take_created: the
+        # changelog may not have them yet, whatever wrote the staged rows since.
+        self.created: set[str] = set()
 
     def get(self, key: str, default=None):
         return self.data.get(key, default)
@@ -110,15 +124,53 @@ class State:
     def items(self) -> Iterator[tuple[str, dict[str, Any]]]:
         return iter(self.data.items())
 
+    def stage(self, rows: Mapping[str, Any]) -> None:
+        """Set `rows` now; the next `flush` (or `write`) writes them to the changelog."""
+        data, before, created = self.data, self.before_staged, self.created
+        for key, value in rows.items():
+            if key not in before:
+                was = before[key] = data.get(key, _ABSENT)
+                if was is _ABSENT:
+                    created.add(key)
+            data[key] = value
+        self.staged.update(rows)
+
+    def take_created(self) -> set[str]:
+        """The keys staged as new rows since the last call (before a flush: once it is durable,
+        the changelog has every one of them that is still a row)."""
+        created, self.created = self.created, set()
+        return created
+
+    def unstage(self) -> dict[str, Any | None]:
+        """Put back what the staged rows replaced (a worker that may not write them); returns
+        the keys put back with their rows, None for gone."""
+        undone = {}
+        for key, before in self.before_staged.items():
+            if before is _ABSENT:
+                self.data.pop(key, None)
+                undone[key] = None
+            else:
+                self.data[key] = undone[key] = before
+        self.staged, self.before_staged = {}, {}
+        return undone
+
+    async def flush(self) -> list[Awaitable]:
+        """Write the staged rows (as `write` does); their sends' futures."""
+        return await self.write({}) if self.staged else []
+
     async def write(self, rows: Mapping[str, Any], deleted: Iterable[str] = ()) -> list[Awaitable]:
-        """Set `rows` and delete `deleted`, in that order, one changelog record each, then a
-        commit marker in every partition written: a restore keeps all of it or none of it, per
-        partition. Returns the sends' futures; the caller awaits them before committing the
-        events' offsets. With a lease, it is held first (membership.Lease.hold): a worker the
-        group dropped raises membership.Fenced, and nothing is written or changed."""
+        """Set `rows` and delete `deleted`, after the staged rows and in that order, one
+        changelog record each, then a commit marker in every partition written: a restore keeps
+        all of it or none of it, per partition. Returns the sends' futures; the caller awaits
+        them before committing the events' offsets. With a lease, it is held first
+        (membership.Lease.hold): a worker the group dropped raises membership.Fenced, and
+        nothing is written or changed (the staged rows stay staged)."""
         deleted = list(deleted)
+        if self.staged:
+            rows = {**self.staged, **rows}
         if self.lease is not None and (rows or deleted):
             await self.lease.hold()
+        self.staged, self.before_staged = {}, {}
         return await self._send(rows, deleted)
 
     async def _send(self, rows: Mapping[str, Any], deleted: Iterable[str], mark: Iterable[int] = ()) -> list[Awaitable]:
@@ -138,6 +190,7 @@ class State:
             batches.add(partition, dumps(key), None)
         markers = {id(batch): (partition, offset) for partition in sorted(partitions)
                    for batch, offset in [batches.add(partition, dumps(marker_key(partition)), b"{}")]}
+        CHANGELOG_RECORDS.inc(batches.count)
         sent = []
         for batch, future in await batches.send():
             if id(batch) in markers:
@@ -216,6 +269,9 @@ class State:
         keys = [key for key in self.data if key_partition(key) in gone]
         for key in keys:
             del self.data[key]
+        for key in [key for key in self.before_staged if key_partition(key) in gone]:
+            self.staged.pop(key, None)
+            del self.before_staged[key]
         for partition in gone:
             self.positions.pop(partition, None)
         return len(keys)

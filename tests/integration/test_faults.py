@@ -56,7 +56,8 @@ class Processor:
         self.proc = await asyncio.to_thread(
             start_processor, self.settings, PROCESSOR_INSTANCE_ID=self.settings.processor_instance_id,
             PROCESSOR_SESSION_TIMEOUT=str(self.settings.processor_session_timeout),
-            PROCESSOR_STANDBY_REPLICAS=str(self.settings.processor_standby_replicas))
+            PROCESSOR_STANDBY_REPLICAS=str(self.settings.processor_standby_replicas),
+            PROCESSOR_FLUSH_SECONDS=str(self.settings.processor_flush_seconds))
         self.starts += 1
 
     def kill(self) -> None:

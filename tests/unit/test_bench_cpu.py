@@ -63,13 +63,15 @@ def test_the_report_gives_the_cores_of_each_latency_run():
         "targets": {},
     }
     results["latency"]["batches"] = {"w1": {"decode_us": 30.0, "aggregate_us": 120.5, "push_us": 99.0,
-                                            "rows_per_event": 6.8, "events_per_batch": 330},
+                                            "rows_per_event": 6.8, "changelog_records_per_event": 2.1,
+                                            "events_per_batch": 330},
                                      "w2": {}}  # no event meanwhile
     text = markdown(json.loads(json.dumps(results)))
     assert "| offered (events/s) | bench | api | w1 |" in text
     assert "| 5,000 | 0.28 | 0.1 | 0.53 |" in text
-    assert "| offered (events/s) | worker | decode | aggregate | push | rows/event | events/batch |" in text
-    assert "| 5,000 | w1 | 30.0 | 120.5 | 99.0 | 6.8 | 330 |" in text
+    assert ("| offered (events/s) | worker | decode | aggregate | push | rows/event | changelog records/event "
+            "| events/batch |") in text
+    assert "| 5,000 | w1 | 30.0 | 120.5 | 99.0 | 6.8 | 2.1 | 330 |" in text
     assert "| w2 |" not in text
 
 
