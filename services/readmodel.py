@@ -157,7 +157,7 @@ class ReadModel:
         """Store whole partial rows: (source partition, row, measures). `whole`: a full copy of
         the partitions, which also drops what an earlier version wrote of them per topic.
         `unflushed`: partition -> state keys of those rows the changelog does not have yet,
-        noted (UNFLUSHED) before the rows are written."""
+        noted in `sp:unflushed:{partition}` before the rows are written."""
         now = time.time()
         hashes: list[str] = []
         fields: list[Any] = []
