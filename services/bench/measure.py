@@ -26,7 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from salespulse.bench.workload import Message, history
 from salespulse.contracts.events import SOURCE_TOPICS
-from salespulse.contracts.topics import ensure_topics, partitions_of
+from salespulse.contracts.topics import ensure_topics, group_lag, partitions_of
 from salespulse.devstack.servers import LocalKafka, LocalRedis, free_port
 from salespulse.processor.batching import Batches
 from salespulse.processor.metrics import BATCH_PHASES as PHASES
@@ -239,6 +239,11 @@ def counted(counts: dict[str, float]) -> float:
     return sum(v for k, v in counts.items() if k in ("applied", "duplicate", "stale", "deadlettered"))
 
 
+def handled(counts: dict[str, float]) -> float:
+    """Events a worker has been through this run, replayed ones (found applied already) included."""
+    return counted(counts) + counts.get("replayed", 0)
+
+
 class Stack:
     def __init__(self, home: Path, kafka: LocalKafka, redis: LocalRedis) -> None:
         self.home, self.kafka, self.redis = home, kafka, redis
@@ -333,13 +338,14 @@ class Stack:
         return group, workers
 
     async def wait_counted(self, workers: list[Worker], events: int, timeout: float,
-                           samples: list | None = None) -> tuple[float | None, float]:
-        """Wait until the workers have counted `events`; (time of the first count, time of the last)."""
+                           samples: list | None = None, count=counted) -> tuple[float | None, float]:
+        """Wait until the workers have counted `events` (`count` of their counters); (time of
+        the first count, time of the last)."""
         deadline, first = time.monotonic() + timeout, None
         next_sample = 0.0
         while True:
             counts = [w.counts() for w in workers]
-            done = sum(counted(c) for c in counts)
+            done = sum(count(c) for c in counts)
             now = time.monotonic()
             if done and first is None:
                 first = now
@@ -378,21 +384,26 @@ class Stack:
 
     async def recovery(self, group: str, fresh: int = 5000) -> dict:
         """SIGKILL the group's worker, send `fresh` events, restart it: how long until it counts
-        them (state restored from the changelog first), and whether anything was counted twice."""
+        again (state restored from the changelog first) and until it has handled its whole
+        backlog: the fresh events and those it had handled but not committed when killed (its
+        changelog and offsets are written once a PROCESSOR_FLUSH_SECONDS), which it handles again."""
         worker = next(w for w in self.workers if w.group == group and w.proc.poll() is None)
         before = worker.counts()
         worker.kill()
+        uncommitted = sum((await group_lag(self.kafka.bootstrap_servers, group, SOURCE_TOPICS)).values())
         now = datetime.now(timezone.utc)
         await self.send_all(history(fresh, now, 1, ZoneInfo(self.settings.business_timezone), seed=11))
         restarted = worker.start()
+        backlog = uncommitted + fresh
         try:
-            first, done = await self.wait_counted([worker], fresh, timeout=300)
+            first, done = await self.wait_counted([worker], backlog, timeout=300, count=handled)
         except RuntimeError as exc:  # reported, not fatal: the rest of the bench still runs
             log.error("recovery: %s", exc)
             first = done = None
         after = worker.counts()
         return {"events_before_kill": int(counted(before)), "fresh_events": fresh,
-                "fresh_events_counted": int(counted(after)),
+                "uncommitted_at_kill": uncommitted, "events_handled_after_restart": int(handled(after)),
+                "events_counted_after_restart": int(counted(after)),
                 "seconds_to_first_event": first and round(first - restarted, 1),
                 "seconds_to_caught_up": done and round(done - restarted, 1),
                 "replayed_after_restart": int(after.get("replayed", 0)),

@@ -7,7 +7,7 @@ TARGETS = {
     "ratio to the bare aiokafka consumer": ("ratio", ">=", 0.4),
     "p99 produce -> GET /kpis at 5,000 events/s (ms)": ("latency.api.p99_ms", "<", 500),
     "p99 produce -> SSE at 5,000 events/s (ms)": ("latency.sse.p99_ms", "<", 500),
-    "crashed worker counting again (s)": ("recovery.seconds_to_first_event", "<", 30),
+    "crashed worker caught up again (s)": ("recovery.seconds_to_caught_up", "<", 30),
 }
 REBUILD_SHARE = 0.9  # of the saturation rate, the least a rebuild from the topics may run at
 
@@ -65,11 +65,13 @@ def markdown(r: dict) -> str:
         lines.append(f"| {g['events']:,} | {g['state_rows']:,} | {', '.join(str(x) for x in g['rss_mib'])} |")
     rec = r["recovery"]
     lines += ["", "## Crash recovery", "",
-              f"A worker holding the state of {rec['events_before_kill']:,} events was killed (SIGKILL); "
-              f"{rec['fresh_events']:,} new events were sent ({rec['fresh_events_counted']:,} counted); restarted, it counted the first of them after "
-              f"**{rec['seconds_to_first_event']} s** and all of them after {rec['seconds_to_caught_up']} s "
-              f"({rec['state_rows_restored']:,} rows restored; {rec['replayed_after_restart']} events redelivered "
-              "and recognised as already counted)."]
+              f"A worker holding the state of {rec['events_before_kill']:,} events was killed (SIGKILL) with "
+              f"{rec['uncommitted_at_kill']:,} of them handled but not yet committed; {rec['fresh_events']:,} new "
+              f"events were sent; restarted, it counted again after **{rec['seconds_to_first_event']} s** "
+              f"({rec['state_rows_restored']:,} rows restored) and had handled all "
+              f"{rec['uncommitted_at_kill'] + rec['fresh_events']:,} after {rec['seconds_to_caught_up']} s: "
+              f"{rec['events_counted_after_restart']:,} counted, {rec['replayed_after_restart']:,} found applied "
+              "already (their rows had reached the changelog before the kill, their offsets had not)."]
     lines += ["", "## Latency", "",
               "Events at a fixed rate with probe orders among them; from a probe's send to its count visible. "
               "The first run is at a rate the workers sustain, the second the target's:", "",

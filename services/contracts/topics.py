@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import GroupCoordinatorNotAvailableError, TopicAlreadyExistsError
 
 from salespulse.contracts.directory import DIRECTORY_TOPICS
 from salespulse.contracts.events import SOURCE_TOPICS
@@ -67,6 +67,34 @@ async def _described(admin: AIOKafkaAdminClient, topics: list[str], attempts: in
             return descriptions
         await asyncio.sleep(0.25)
     return await admin.describe_topics(topics)
+
+
+COORDINATOR_ATTEMPTS = 40  # every half second: a new broker's offsets topic takes seconds to appear
+
+
+async def group_lag(bootstrap_servers: str, group: str, topics: Iterable[str]) -> dict[TopicPartition, int]:
+    """Records of each partition of `topics` past the offset `group` has committed there (all
+    of them where it has none): what a member of the group starting now would read first."""
+    partitions = [TopicPartition(t, p) for t in topics for p in await partitions_of(bootstrap_servers, t)]
+    admin = AIOKafkaAdminClient(**kafka_client(bootstrap_servers))
+    consumer = AIOKafkaConsumer(**kafka_client(bootstrap_servers), enable_auto_commit=False)
+    await admin.start()
+    await consumer.start()
+    try:
+        for attempt in range(COORDINATOR_ATTEMPTS):
+            try:
+                committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
+                break
+            except GroupCoordinatorNotAvailableError:  # a new broker creating its offsets topic
+                if attempt == COORDINATOR_ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(0.5)
+        ends = await consumer.end_offsets(partitions)
+    finally:
+        await consumer.stop()
+        await admin.close()
+    start = {tp: meta.offset for tp, meta in committed.items() if meta.offset >= 0}
+    return {tp: end - start.get(tp, 0) for tp, end in ends.items()}
 
 
 async def partitions_of(bootstrap_servers: str, topic: str) -> list[int]:

@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from salespulse.contracts.events import SOURCE_TOPICS
-from salespulse.contracts.topics import ensure_topics, partitions_of
+from salespulse.contracts.topics import ensure_topics, group_lag, partitions_of
 from salespulse.devstack import LocalKafka, LocalRedis, free_port
 from salespulse.settings import Settings
 
@@ -270,20 +270,8 @@ async def consume(bootstrap: str, topic: str, predicate, timeout: float = 30.0, 
 
 async def caught_up(bootstrap: str, group: str) -> None:
     """Assert that `group` has committed every source record there is."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-    await admin.start()
-    await consumer.start()
-    try:
-        committed = await admin.list_consumer_group_offsets(group)
-        partitions = [TopicPartition(t, p) for t in SOURCE_TOPICS for p in await partitions_of(bootstrap, t)]
-        ends = await consumer.end_offsets(partitions)
-        behind = {tp: end for tp, end in ends.items()
-                  if end and (tp not in committed or committed[tp].offset < end)}
-        assert not behind, f"{group} has not committed up to {behind}"
-    finally:
-        await consumer.stop()
-        await admin.close()
+    behind = {tp: n for tp, n in (await group_lag(bootstrap, group, SOURCE_TOPICS)).items() if n}
+    assert not behind, f"{group} has records left to read: {behind}"
 
 
 def unique(prefix: str) -> str:

@@ -53,7 +53,8 @@ def test_the_report_gives_the_cores_of_each_latency_run():
         "three_workers": {"events_per_second": 10, "events_per_second_per_worker": 3, "rebuild_seconds": 1,
                           "startup_seconds": 1, "peak_rss_mib": [1, 1, 1], "workers": 3},
         "ratio": 0.1,
-        "recovery": {"events_before_kill": 10, "fresh_events": 5, "fresh_events_counted": 5,
+        "recovery": {"events_before_kill": 10, "fresh_events": 5, "uncommitted_at_kill": 2,
+                     "events_handled_after_restart": 7, "events_counted_after_restart": 7,
                      "seconds_to_first_event": 1, "seconds_to_caught_up": 1, "state_rows_restored": 3,
                      "replayed_after_restart": 0},
         "latency": {"rate": 5000, "achieved_rate": 5000, "seconds": 60, "workers": 2, "probes": 3,
@@ -73,6 +74,8 @@ def test_the_report_gives_the_cores_of_each_latency_run():
             "| events/batch |") in text
     assert "| 5,000 | w1 | 30.0 | 120.5 | 99.0 | 6.8 | 2.1 | 330 |" in text
     assert "| w2 |" not in text
+    assert "with 2 of them handled but not yet committed" in text
+    assert "had handled all 7 after 1 s: 7 counted, 0 found applied already" in text
 
 
 def worker_metrics() -> tuple[CollectorRegistry, dict[str, Histogram]]:
