@@ -30,8 +30,8 @@ worker that may no longer write (membership.Fenced) puts the staged rows back (`
 from __future__ import annotations
 
 import asyncio
-import gc
 import functools
+import gc
 import logging
 from collections.abc import Awaitable, Iterable, Iterator, Mapping
 from typing import Any
