@@ -77,7 +77,7 @@ RESYNC_INTERVAL_SECONDS = 2.0
 FENCED_PAUSE_SECONDS = 1.0  # after a batch dropped unwritten (membership.Fenced), before the next
 MAX_RETRY_SECONDS = 30.0  # the longest wait between two attempts to restore partitions
 FRESH_FETCH_SECONDS = 0.02  # the longest a batch waits for the records newer than the consumer held (take)
-PUSH_SHARE = 0.1  # of a worker's time, at most, spent pushing kpi.updates (Worker.pushing)
+PUSH_SHARE = 0.05  # of a worker's time, at most, spent pushing kpi.updates (Worker.pushing)
 
 # Python's cycle collector runs a young collection every 700 container allocations and a full
 # one (every object: the worker's rows are millions) every 100 young ones: on a long replay that
@@ -927,12 +927,16 @@ class Worker(ConsumerRebalanceListener):
 
         A push reads, values and sends every live KPI of each row changed since the last one;
         under live load (every row current) pushing every 0.2 s took half a worker's time and
-        the events waited. Waiting nine times as long as the last push took keeps pushing to a
-        tenth of the time at most (PUSH_SHARE); rows changed meanwhile are pushed once, with
-        their latest values. The pushes feed alert rules and outside consumers; screens follow
-        Redis. A quarter (until 2026-11-24) cost 100 us a live event at 5,000 events/s and
-        the events waited behind it; a tenth costs 40 (ad hoc, two workers, 100,000-event
-        history, 30 s: produce -> GET /kpis p50 376 -> 271 ms, p99 1.13 -> 0.65 s)."""
+        the events waited. Waiting nineteen times as long as the last push took keeps pushing
+        to a twentieth of the time at most (PUSH_SHARE); rows changed meanwhile are pushed once,
+        with their latest values. The pushes feed alert rules and outside consumers; screens
+        follow Redis. A quarter (until 2026-11-24) cost 100 us a live event at 5,000 events/s
+        and the events waited behind it; a tenth cost 40 (ad hoc, two workers, 100,000-event
+        history, 30 s: produce -> GET /kpis p50 376 -> 271 ms, p99 1.13 -> 0.65 s); a twentieth
+        costs 21 (three 300,000-event benches each way, alternated: p50 at 5,000 events/s
+        359/274/726 -> 228/205/269 ms, p99 1.35/1.18/1.75 -> 1.11/0.79/1.05 s). The price, under
+        such a load only: a push waits nineteen times its length after it, not nine, so alert
+        rules see a change later. Under a light one, every KPI_UPDATES_SECONDS as before."""
         while True:
             started = time.monotonic()
             try:

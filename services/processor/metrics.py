@@ -131,6 +131,6 @@ UNRESTORED_PARTITIONS = Gauge(
 )
 PUSH_SECONDS = Histogram(
     "salespulse_processor_push_seconds",
-    "How long one push of kpi.updates took; the next waits nine times as long (pushes take a tenth of the time at most), or KPI_UPDATES_SECONDS if longer.",
+    "How long one push of kpi.updates took; the next waits nineteen times as long (pushes take a twentieth of the time at most), or KPI_UPDATES_SECONDS if longer.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
