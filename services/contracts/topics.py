@@ -75,12 +75,13 @@ COORDINATOR_ATTEMPTS = 40  # every half second: a new broker's offsets topic tak
 async def group_lag(bootstrap_servers: str, group: str, topics: Iterable[str]) -> dict[TopicPartition, int]:
     """Records of each partition of `topics` past the offset `group` has committed there (all
     of them where it has none): what a member of the group starting now would read first."""
-    partitions = [TopicPartition(t, p) for t in topics for p in await partitions_of(bootstrap_servers, t)]
     admin = AIOKafkaAdminClient(**kafka_client(bootstrap_servers))
     consumer = AIOKafkaConsumer(**kafka_client(bootstrap_servers), enable_auto_commit=False)
     await admin.start()
     await consumer.start()
     try:
+        partitions = [TopicPartition(d["topic"], p["partition"])
+                      for d in await admin.describe_topics(list(topics)) for p in d["partitions"]]
         for attempt in range(COORDINATOR_ATTEMPTS):
             try:
                 committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
