@@ -6,7 +6,7 @@ between what the new and the old state contribute.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 
 from salespulse.domain.entities import (
@@ -28,6 +28,7 @@ from salespulse.domain.events import (
     SurveyAnswered,
 )
 from salespulse.domain.money import CurrencyConverter
+from salespulse.domain.records import evolve
 
 MEETING_KINDS = frozenset({"meeting", "visit"})
 CONVERTING_RESULTS = frozenset({"deal", "order"})
@@ -169,14 +170,14 @@ def next_invoice_state(state: InvoiceState | None, event_id: str, event: Invoice
     if isinstance(event, InvoiceIssued):
         if current.issued_at is not None:
             return state, DUPLICATE  # issued again under another event id
-        new = replace(current, customer_id=event.customer_id, issued_at=event.issued_at, due_at=event.due_at,
+        new = evolve(current, customer_id=event.customer_id, issued_at=event.issued_at, due_at=event.due_at,
                       amount_cents=converter.cents(event.amount, event.currency), rep_id=event.rep_id)
     else:
         if any(p.payment_id == event.payment_id for p in current.payments):
             return state, DUPLICATE
         payment = Payment(event.payment_id, converter.cents(event.amount, event.currency), event.received_at)
-        new = replace(current, payments=current.payments + (payment,))
-    return replace(new, seen=remember(current.seen, event_id)), APPLIED
+        new = evolve(current, payments=current.payments + (payment,))
+    return evolve(new, seen=remember(current.seen, event_id)), APPLIED
 
 
 def invoice_contributions(state: InvoiceState | None) -> list[Contribution]:

@@ -20,7 +20,7 @@ it stays in the rows it was written to and is no longer computed.
 from __future__ import annotations
 
 from bisect import bisect_left
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from operator import attrgetter
 from typing import Any
@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo
 
 from salespulse.domain.entities import UNKNOWN, WINDOW_PERIODS, Contribution, OrderState, rep_dims
 from salespulse.domain.periods import PERIODS, bucket_starts, next_period_start
+from salespulse.domain.records import evolve
 
 DEFAULT_HORIZON_DAYS = 365
 # A customer's walk is remembered (Walk.step) every CHECKPOINT_EVERY orders, the last
@@ -110,13 +111,13 @@ def with_order(state: CustomerState | None, order_id: str, order: OrderState, pr
     elif not placed_now:
         return current
     if not placed_now:
-        return replace(current, orders=orders)
+        return evolve(current, orders=orders)
     new = _customer_order(order_id, order)
     key = _order_key(new)
     if not orders or _order_key(orders[-1]) < key:
-        return replace(current, orders=orders + (new,))  # the usual case: a new last order
+        return evolve(current, orders=orders + (new,))  # the usual case: a new last order
     at = bisect_left(orders, key, key=_order_key)
-    return replace(current, orders=orders[:at] + (new,) + orders[at:])
+    return evolve(current, orders=orders[:at] + (new,) + orders[at:])
 
 
 def _index_of(orders: tuple[CustomerOrder, ...], order_id: str, previous: Any, placed_at: datetime | None) -> int | None:
@@ -150,7 +151,7 @@ def with_churn(state: CustomerState | None, churned_at: datetime) -> tuple[Custo
     current = state or CustomerState()
     if churned_at in current.churned_at:
         return current, False
-    return replace(current, churned_at=tuple(sorted(current.churned_at + (churned_at,)))), True
+    return evolve(current, churned_at=tuple(sorted(current.churned_at + (churned_at,)))), True
 
 
 def _spell_end(at: datetime, following: datetime | None, churns: tuple[datetime, ...],
@@ -179,7 +180,7 @@ def freeze(state: CustomerState, before: datetime, tz: ZoneInfo,
     prior = state.history
     open_prior = prior is not None and prior.spell_start_at is not None
     if not frozen and not open_prior:
-        return replace(state, churned_at=churns)
+        return evolve(state, churned_at=churns)
     horizon = timedelta(days=horizon_days)
     live = state.orders[len(frozen):]
     # Walk the spell that the last frozen order belongs to (it may have ended since the last fold).
@@ -205,7 +206,7 @@ def freeze(state: CustomerState, before: datetime, tz: ZoneInfo,
                     if _bucket_end(kind, start, tz) > before)
     history = CustomerHistory(prior.first_at if prior is not None else frozen[0].placed_at, last_at,
                               spell_start if still_open else None, buckets)
-    return replace(state, orders=live, churned_at=churns, history=history)
+    return evolve(state, orders=live, churned_at=churns, history=history)
 
 
 def customer_contributions(customer_id: str, state: CustomerState | None, tz: ZoneInfo,

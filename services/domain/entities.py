@@ -8,7 +8,7 @@ give the right totals by construction.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
@@ -21,6 +21,7 @@ from salespulse.domain.events import (
     OrderPlaced,
 )
 from salespulse.domain.money import CurrencyConverter, to_cents
+from salespulse.domain.records import evolve
 
 SEEN_IDS_KEPT = 8  # event ids remembered per entity to recognise a re-sent event
 
@@ -112,7 +113,7 @@ def next_call_state(state: CallState | None, event_id: str, event) -> tuple[Call
         merged["rank"] = rank
     else:  # an earlier stage arriving late only fills what is still unknown
         merged = {k: v for k, v in known.items() if v is not None and getattr(state, k) is None}
-    return replace(state, **merged, seen=remember(state.seen, event_id)), APPLIED
+    return evolve(state, **merged, seen=remember(state.seen, event_id)), APPLIED
 
 
 def call_contributions(state: CallState | None) -> list[Contribution]:
@@ -175,7 +176,7 @@ def next_deal_state(
         if event.stage in QUALIFIED_STAGES and not state.qualified:
             # An older update still shows the lead was qualified once: whether a lead was
             # qualified must not depend on the order updates arrive in.
-            return replace(state, qualified=True, seen=remember(state.seen, event_id)), APPLIED
+            return evolve(state, qualified=True, seen=remember(state.seen, event_id)), APPLIED
         return state, STALE
     if event.probability is not None:
         probability_bp = round(event.probability * 10_000)
@@ -276,7 +277,7 @@ def next_order_state(
         if current.placed_at is not None:
             return state, DUPLICATE  # the same order placed again under another event id
         products = product_lines(event, converter)
-        new = replace(
+        new = evolve(
             current,
             placed_at=event.placed_at,
             rep_id=event.rep_id,
@@ -289,8 +290,8 @@ def next_order_state(
     else:
         if current.cancelled_at is not None:
             return state, DUPLICATE
-        new = replace(current, cancelled_at=event.cancelled_at, customer_id=current.customer_id or event.customer_id)
-    return replace(new, seen=remember(current.seen, event_id)), APPLIED
+        new = evolve(current, cancelled_at=event.cancelled_at, customer_id=current.customer_id or event.customer_id)
+    return evolve(new, seen=remember(current.seen, event_id)), APPLIED
 
 
 def product_lines(event: OrderPlaced, converter: CurrencyConverter) -> tuple[ProductLine, ...]:

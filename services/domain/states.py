@@ -3,7 +3,7 @@ its storage form, looked up by kind so the aggregator treats them alike."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, is_dataclass, replace
+from dataclasses import dataclass, fields, is_dataclass
 from datetime import datetime
 from itertools import compress, count
 from operator import is_not
@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 from salespulse.domain import activities, customers, entities
 from salespulse.domain.directory import Directory
+from salespulse.domain.records import evolve
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ def _with(state, **attributes):
     a rebuilt frozen record per event cost a sixth of a batch)."""
     for name, value in attributes.items():
         if getattr(state, name) != value:
-            return replace(state, **attributes)
+            return evolve(state, **attributes)
     return state
 
 
