@@ -13,6 +13,9 @@ Layout (prefix `sp:`):
 - `sp:alerts:history`                   list of alert events, newest first, capped.
 - `sp:alerts:loaded`                    set once the alert state was copied from kpi.alerts.
 - `sp:dir:{reps|products|customers}`   hash, key -> directory record (as on directory.*).
+- `sp:dirv:{reps|products|customers}`  hash, key -> offset on its directory.* topic (one partition)
+  of the record (or deletion) copied last: a copy of an older record is refused, so the API's
+  write and the processors' copies of the same topic may land in any order.
 - `sp:wh:state:{call|deal}:{id}`       what provider webhooks told of a call or deal so far (merged).
 - `sp:wh:seen:{provider}:{event id}`   a provider event already taken (expires).
 - `sp:unflushed:{partition}`            set of that partition's measure rows (state keys) a worker
@@ -38,7 +41,6 @@ from redis.exceptions import WatchError
 
 from salespulse.contracts.topics import SOURCE_TOPICS
 from salespulse.domain.aggregation import RowKey, merge_measures
-from salespulse.domain.directory import RECORD_CLASSES
 from salespulse.domain.targets import TargetBook, TargetId
 
 PREFIX = "sp:"
@@ -49,6 +51,7 @@ ALERTS_LOADED = PREFIX + "alerts:loaded"
 SYNCED = PREFIX + "synced"
 YEARS = PREFIX + "years"
 DIRECTORY = PREFIX + "dir:"
+DIRECTORY_VERSIONS = PREFIX + "dirv:"
 WEBHOOK = PREFIX + "wh:"
 VERSION = PREFIX + "version"
 
@@ -103,6 +106,29 @@ for i, key in ipairs(KEYS) do
 end
 return #KEYS
 """
+# Directory records of one kind, each written only if newer than the one copied last: KEYS are
+# the records hash, the versions hash and the version counter; ARGV key, offset, record triples
+# (an empty record: deleted). Returns how many were written.
+_WRITE_RECORDS = """
+local written = 0
+for i = 1, #ARGV, 3 do
+  local key, offset = ARGV[i], tonumber(ARGV[i + 1])
+  local seen = redis.call('HGET', KEYS[2], key)
+  if not seen or tonumber(seen) < offset then
+    redis.call('HSET', KEYS[2], key, ARGV[i + 1])
+    if ARGV[i + 2] == '' then
+      redis.call('HDEL', KEYS[1], key)
+    else
+      redis.call('HSET', KEYS[1], key, ARGV[i + 2])
+    end
+    written = written + 1
+  end
+end
+if written > 0 then
+  redis.call('INCR', KEYS[3])
+end
+return written
+"""
 ROWS_PER_SCRIPT = 1000  # keeps each script call short: Redis serves nothing else while it runs
 
 
@@ -145,6 +171,7 @@ class ReadModel:
         self.redis = client
         self._hset_rows = client.register_script(_HSET_ROWS)
         self._hset_whole_rows = client.register_script(_HSET_WHOLE_ROWS)
+        self._write_records = client.register_script(_WRITE_RECORDS)
 
     @classmethod
     def from_url(cls, url: str) -> "ReadModel":
@@ -286,31 +313,45 @@ class ReadModel:
 
     # --- directory records (written by the API, copied from the directory.* topics) ------
 
-    async def put_record(self, kind: str, key: str, doc: Mapping[str, Any]) -> None:
-        await self._changing(lambda pipe: pipe.hset(f"{DIRECTORY}{kind}", key, orjson.dumps(doc)))
+    async def put_record(self, kind: str, key: str, doc: Mapping[str, Any], offset: int) -> bool:
+        """Store a record produced at `offset` of its directory topic, unless a later record (or
+        deletion) of its key is here already; whether it was stored."""
+        return bool(await self.write_records([(kind, key, doc, offset)]))
 
-    async def write_records(self, records: Iterable[tuple[str, str, Mapping[str, Any] | None]]) -> None:
-        """Copy (kind, key, record or None to delete) from the directory topics, in one round trip."""
+    async def delete_record(self, kind: str, key: str, offset: int) -> bool:
+        """Drop a record deleted at `offset` (its tombstone's), unless a later record is here."""
+        return bool(await self.write_records([(kind, key, None, offset)]))
+
+    async def write_records(self, records: Iterable[tuple[str, str, Mapping[str, Any] | None, int]]) -> int:
+        """Copy (kind, key, record or None to delete, its offset) from the directory topics, in one
+        round trip, each only over an older one: the API writes what it produced, every worker
+        copies what it read, and a worker's copy of an earlier record may arrive after the API's
+        of a later one (a record deleted through the API came back until the next copy). How
+        many were written."""
+        by_kind: dict[str, list[Any]] = {}
+        for kind, key, doc, offset in records:
+            by_kind.setdefault(kind, []).extend((key, offset, b"" if doc is None else orjson.dumps(doc)))
+        if not by_kind:
+            return 0
         pipe = self.redis.pipeline(transaction=False)
-        for kind, key, doc in records:
-            if doc is None:
-                pipe.hdel(f"{DIRECTORY}{kind}", key)
-            else:
-                pipe.hset(f"{DIRECTORY}{kind}", key, orjson.dumps(doc))
-        pipe.incr(VERSION)
-        await pipe.execute()
+        for kind, args in by_kind.items():
+            await self._write_records(keys=[f"{DIRECTORY}{kind}", f"{DIRECTORY_VERSIONS}{kind}", VERSION], args=args,
+                                      client=pipe)
+        return sum(await pipe.execute())
 
-    async def replace_records(self, records: Iterable[tuple[str, str, Mapping[str, Any]]]) -> None:
-        """Make Redis's directory exactly `records` (records deleted meanwhile go too), atomically."""
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.delete(*(f"{DIRECTORY}{kind}" for kind in RECORD_CLASSES))
-        for kind, key, doc in records:
-            pipe.hset(f"{DIRECTORY}{kind}", key, orjson.dumps(doc))
-        pipe.incr(VERSION)
-        await pipe.execute()
-
-    async def delete_record(self, kind: str, key: str) -> bool:
-        return bool(await self._changing(lambda pipe: pipe.hdel(f"{DIRECTORY}{kind}", key)))
+    async def replace_records(self, records: Iterable[tuple[str, str, Mapping[str, Any] | None, int]],
+                              read_up_to: Mapping[str, int]) -> int:
+        """Make Redis's directory what a reader of the directory topics knows (after Redis restarted
+        or missed copies): `records` as write_records takes them, every key it read with its last
+        offset, and `read_up_to`, kind -> the offset of the last record it read. A key here that
+        the reader never read was deleted, its tombstone compacted away, unless it was written
+        after that offset (by the API, since): those go, these stay. How many were written."""
+        records = list(records)
+        known = {(kind, key) for kind, key, _, _ in records}
+        for kind, offset in read_up_to.items():
+            here = [key.decode() for key in await self.redis.hkeys(f"{DIRECTORY}{kind}")]
+            records += [(kind, key, None, offset) for key in here if (kind, key) not in known]
+        return await self.write_records(records)
 
     async def record(self, kind: str, key: str) -> dict[str, Any] | None:
         raw = await self.redis.hget(f"{DIRECTORY}{kind}", key)

@@ -6,10 +6,10 @@ import asyncio
 import logging
 
 import orjson
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, ConsumerRecord
 
 from salespulse.contracts.directory import DIRECTORY_TOPICS, InvalidRecord, decode_record
-from salespulse.contracts.topics import KPI_TARGETS, read_compacted
+from salespulse.contracts.topics import KPI_TARGETS, read_compacted, read_compacted_records
 from salespulse.domain.targets import TargetId
 from salespulse.readmodel import ReadModel
 from salespulse.settings import kafka_producer
@@ -51,16 +51,13 @@ async def replay_directory(bootstrap_servers: str, readmodel: ReadModel) -> int:
     copied = 0
     for topic in DIRECTORY_TOPICS.values():
 
-        async def apply(key: bytes | None, value: bytes | None, topic=topic) -> None:
+        async def apply(record: ConsumerRecord, topic=topic) -> None:
             try:
-                kind, name, doc = decode_record(topic, key, value)
+                kind, name, doc = decode_record(topic, record.key, record.value)
             except InvalidRecord as exc:
                 log.warning("ignored an invalid directory record: %s", exc)
                 return
-            if doc is None:
-                await readmodel.delete_record(kind, name)
-            else:
-                await readmodel.put_record(kind, name, doc)
+            await readmodel.write_records([(kind, name, doc, record.offset)])
 
-        copied += await read_compacted(bootstrap_servers, topic, apply)
+        copied += await read_compacted_records(bootstrap_servers, topic, apply)
     return copied

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import GroupCoordinatorNotAvailableError, TopicAlreadyExistsError
 
@@ -112,6 +112,12 @@ async def partitions_of(bootstrap_servers: str, topic: str) -> list[int]:
 async def read_compacted(bootstrap_servers: str, topic: str,
                            apply: Callable[[bytes, bytes | None], Awaitable[None]]) -> int:
     """Read a compacted topic from the start to its current end; `apply(key, value)` each record."""
+    return await read_compacted_records(bootstrap_servers, topic, lambda record: apply(record.key, record.value))
+
+
+async def read_compacted_records(bootstrap_servers: str, topic: str,
+                                 apply: Callable[[ConsumerRecord], Awaitable[None]]) -> int:
+    """Read a compacted topic from the start to its current end; `apply(record)` each record."""
     partitions = [TopicPartition(topic, p) for p in await partitions_of(bootstrap_servers, topic)]
     if not partitions:
         raise RuntimeError(f"topic {topic} does not exist")
@@ -127,7 +133,7 @@ async def read_compacted(bootstrap_servers: str, topic: str,
             batches = await consumer.getmany(timeout_ms=1000)
             for records in batches.values():
                 for record in records:
-                    await apply(record.key, record.value)
+                    await apply(record)
                     copied += 1
         return copied
     finally:

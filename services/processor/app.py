@@ -340,7 +340,7 @@ class Processor:
             return
         try:
             if self.directory_dirty:  # whatever Redis missed, deletions included
-                await self.readmodel.replace_records(self.directory.docs())
+                await self.readmodel.replace_records(self.follower.everything(), self.follower.read_up_to)
             else:
                 await self.readmodel.write_records(changed)
             self.directory_dirty = False
@@ -558,7 +558,8 @@ class Processor:
                 for i in range(0, len(rows), 5000):
                     await self.readmodel.write_rows(rows[i:i + 5000], whole=True)
                 metrics.RESYNCED_ROWS.inc(len(rows))
-                await self.readmodel.replace_records(self.directory.docs())  # Redis may be new
+                await self.readmodel.replace_records(  # Redis may be new
+                    self.follower.everything(), self.follower.read_up_to)
                 await self.readmodel.mark_synced(todo)
             except (RedisError, OSError) as exc:
                 log.warning("Redis still unavailable (%s); will retry", exc)

@@ -30,6 +30,10 @@ class DirectoryFollower:
         self.consumer: AIOKafkaConsumer | None = None
         self.partitions: list[TopicPartition] = []
         self.lock = asyncio.Lock()
+        # (kind, key) -> offset of its last record read, deletions included; kind -> offset of
+        # the last record read on its topic: what Redis's copy is checked against (ReadModel).
+        self.offsets: dict[tuple[str, str], int] = {}
+        self.read_up_to: dict[str, int] = {kind: -1 for kind in DIRECTORY_TOPICS}
 
     async def start(self) -> None:
         consumer = AIOKafkaConsumer(**kafka_client(self.bootstrap_servers), enable_auto_commit=False,
@@ -54,12 +58,13 @@ class DirectoryFollower:
             await self.consumer.stop()
             self.consumer = None
 
-    async def sync(self) -> list[tuple[str, str, dict | None]]:
-        """Read every directory record produced so far; returns the (kind, key, record) applied."""
+    async def sync(self) -> list[tuple[str, str, dict | None, int]]:
+        """Read every directory record produced so far; returns the (kind, key, record, offset)
+        applied (record None: deleted)."""
         async with self.lock:  # the agent and the timer both call it; one reader at a time
             return await self._sync()
 
-    async def _sync(self) -> list[tuple[str, str, dict | None]]:
+    async def _sync(self) -> list[tuple[str, str, dict | None, int]]:
         if self.consumer is None:
             await self.start()
         consumer = self.consumer
@@ -76,12 +81,19 @@ class DirectoryFollower:
         finally:
             consumer.pause(*self.partitions)
 
+    def everything(self) -> list[tuple[str, str, dict | None, int]]:
+        """Every key read so far: (kind, key, its record now or None if deleted, its last offset)."""
+        docs = {(kind, key): doc for kind, key, doc in self.directory.docs()}
+        return [(kind, key, docs.get((kind, key)), offset) for (kind, key), offset in self.offsets.items()]
+
     async def _read_up_to(self, consumer: AIOKafkaConsumer, behind: list[TopicPartition],
-                          end: dict[TopicPartition, int]) -> list[tuple[str, str, dict | None]]:
+                          end: dict[TopicPartition, int]) -> list[tuple[str, str, dict | None, int]]:
         read = []
+        kinds = {topic: kind for kind, topic in DIRECTORY_TOPICS.items()}
         while [tp for tp in behind if await consumer.position(tp) < end[tp]]:
             for records in (await consumer.getmany(*behind, timeout_ms=1000)).values():
                 for record in records:
+                    self.read_up_to[kinds[record.topic]] = record.offset
                     try:
                         kind, key, doc = decode_record(record.topic, record.key, record.value)
                     except InvalidRecord as exc:
@@ -89,6 +101,7 @@ class DirectoryFollower:
                         log.warning("ignored an invalid directory record at offset %s: %s", record.offset, exc)
                         continue
                     self.directory.put(kind, key, doc)
-                    read.append((kind, key, doc))
+                    self.offsets[(kind, key)] = record.offset
+                    read.append((kind, key, doc, record.offset))
                     metrics.DIRECTORY_RECORDS.labels(record.topic, "applied").inc()
         return read

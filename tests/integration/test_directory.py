@@ -94,7 +94,7 @@ async def test_the_processor_reads_directory_changes_with_no_fetch_left_waiting_
         assert follower.consumer.paused() == set(follower.partitions)
         rep = unique("rep")
         assert (await api.put(f"/api/v1/directory/reps/{rep}", json={"team": "t", "region": "r"})).status_code == 200
-        assert rep in {key for _, key, _ in await follower.sync()}
+        assert rep in {key for _, key, _, _ in await follower.sync()}
         assert follower.consumer.paused() == set(follower.partitions)
         assert await follower.sync() == []
     finally:

@@ -62,10 +62,10 @@ async def test_every_write_a_reading_shows_moves_the_version(redis_url):
         writes = {
             "rows": lambda: readmodel.write_rows([(1, row, {"orders": 1})]),
             "rows dropped": lambda: readmodel.delete_rows([(1, row)]),
-            "directory records copied": lambda: readmodel.write_records([("reps", rep, {"team": "t"})]),
-            "directory replaced": lambda: readmodel.replace_records([("reps", rep, {"team": "u"})]),
-            "directory record": lambda: readmodel.put_record("reps", rep, {"team": "v"}),
-            "directory record deleted": lambda: readmodel.delete_record("reps", rep),
+            "directory records copied": lambda: readmodel.write_records([("reps", rep, {"team": "t"}, 1)]),
+            "directory replaced": lambda: readmodel.replace_records([("reps", rep, {"team": "u"}, 2)], {}),
+            "directory record": lambda: readmodel.put_record("reps", rep, {"team": "v"}, 3),
+            "directory record deleted": lambda: readmodel.delete_record("reps", rep, 4),
             "target": lambda: readmodel.put_target(target, {"value": "10"}),
             "target deleted": lambda: readmodel.delete_target(target),
         }
@@ -101,3 +101,53 @@ def test_every_kind_of_redis_url_gets_hiredis_packing():
     for url in ("redis://127.0.0.1:1/0", "rediss://:secret@127.0.0.1:1/0", "unix:///tmp/none.sock"):
         client = connect(url)
         assert issubclass(client.connection_pool.connection_class, _HiredisPacking), url
+
+
+def own_database(redis_url: str, db: int) -> str:
+    """The same server's database `db` (the default one is shared by every test's workers)."""
+    base, _, tail = redis_url.rpartition("/")
+    return f"{base}/{db}" if tail.isdigit() and base.count("/") >= 2 else f"{redis_url.rstrip('/')}/{db}"
+
+
+async def test_directory_copies_land_in_any_order_and_the_latest_record_stays(redis_url):
+    """The API writes what it produced and every worker copies what it read, each with the
+    record's offset: an earlier record copied after a later one (or after its deletion) is
+    refused. A record deleted through the API came back that way until the next copy."""
+    readmodel = ReadModel.from_url(own_database(redis_url, 7))
+    try:
+        await readmodel.redis.flushdb()
+        assert await readmodel.put_record("reps", "r1", {"team": "b"}, 5)
+        assert await readmodel.write_records([("reps", "r1", {"team": "a"}, 3)]) == 0
+        assert await readmodel.record("reps", "r1") == {"team": "b"}
+        assert await readmodel.delete_record("reps", "r1", 7)
+        assert not await readmodel.put_record("reps", "r1", {"team": "b"}, 5)  # a worker's late copy
+        assert await readmodel.record("reps", "r1") is None
+        assert await readmodel.put_record("reps", "r1", {"team": "c"}, 9)  # created again, later
+        assert await readmodel.record("reps", "r1") == {"team": "c"}
+        assert await readmodel.write_records([("reps", "r2", {"team": "x"}, 1), ("products", "p", {"category": "y"}, 1)]) == 2
+        assert await readmodel.record("products", "p") == {"category": "y"}
+    finally:
+        await readmodel.close()
+
+
+async def test_replacing_the_directory_keeps_what_was_written_after_the_reader_read(redis_url):
+    """A reader of the directory topics that read up to offset 10 makes Redis's copy its own: a
+    key it never read goes (deleted, its tombstone compacted away, or written before versions
+    were kept), unless it was written at a later offset (by the API, since)."""
+    readmodel = ReadModel.from_url(own_database(redis_url, 8))
+    try:
+        await readmodel.redis.flushdb()
+        await readmodel.put_record("reps", "old", {"team": "a"}, 2)
+        await readmodel.put_record("reps", "newer", {"team": "a"}, 20)
+        await readmodel.redis.hset("sp:dir:reps", "unversioned", orjson.dumps({"team": "a"}))
+        await readmodel.put_record("reps", "known", {"team": "a"}, 4)
+        await readmodel.put_record("reps", "deleted", {"team": "a"}, 3)
+        await readmodel.put_record("products", "kept", {"category": "c"}, 30)
+        await readmodel.replace_records([("reps", "known", {"team": "b"}, 8), ("reps", "deleted", None, 6),
+                                         ("reps", "fresh", {"team": "f"}, 9)], {"reps": 10, "products": 10})
+        assert await readmodel.records("reps") == {"fresh": {"team": "f"}, "known": {"team": "b"},
+                                                   "newer": {"team": "a"}}
+        assert await readmodel.records("products") == {"kept": {"category": "c"}}
+        assert await readmodel.put_record("reps", "old", {"team": "a"}, 11)  # a new record after the reader's
+    finally:
+        await readmodel.close()

@@ -1,7 +1,9 @@
 """Reference data: reps (team, region, extension), products (category), customers (sector).
 
 Each record is produced to its compacted directory.* topic (the durable copy, read by the
-processor before every batch) and then written to Redis for reads.
+processor before every batch) and then written to Redis for reads, with its offset: the
+processors copy the same records to Redis, and an earlier one landing after it is refused
+(ReadModel.write_records), so a client reads what it just wrote.
 """
 
 from __future__ import annotations
@@ -29,16 +31,16 @@ async def _publish(producer, readmodel, kind: str, key: str, doc: dict[str, Any]
         check_record(kind, key, doc)
     except InvalidRecord as exc:
         raise ApiError(422, "invalid_record", str(exc)) from None
-    await producer.send_and_wait(DIRECTORY_TOPICS[kind], orjson.dumps(doc), key=key.encode())
-    await readmodel.put_record(kind, key, doc)
+    sent = await producer.send_and_wait(DIRECTORY_TOPICS[kind], orjson.dumps(doc), key=key.encode())
+    await readmodel.put_record(kind, key, doc, sent.offset)
     return doc
 
 
 async def _delete(producer, readmodel, kind: str, key: str) -> Response:
     if await readmodel.record(kind, key) is None:
         raise ApiError(404, f"unknown_{NOUN[kind]}", f"no {NOUN[kind]} {key!r} in the directory")
-    await producer.send_and_wait(DIRECTORY_TOPICS[kind], None, key=key.encode())  # tombstone
-    await readmodel.delete_record(kind, key)
+    sent = await producer.send_and_wait(DIRECTORY_TOPICS[kind], None, key=key.encode())  # tombstone
+    await readmodel.delete_record(kind, key, sent.offset)
     return Response(status_code=204)
 
 
