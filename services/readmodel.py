@@ -353,6 +353,16 @@ class ReadModel:
             records += [(kind, key, None, offset) for key in here if (kind, key) not in known]
         return await self.write_records(records)
 
+    async def forget_records_from(self, kind: str, end: int) -> bool:
+        """Drop every record of `kind` and its offset if any offset is at or past `end`, the end of
+        its topic now: those were copied from an earlier topic of that name (deleted and created
+        again, its offsets from 0), and would refuse the new one's records. Whether they were."""
+        offsets = await self.redis.hvals(f"{DIRECTORY_VERSIONS}{kind}")
+        if not any(int(offset) >= end for offset in offsets):
+            return False
+        await self._changing(lambda pipe: pipe.delete(f"{DIRECTORY}{kind}", f"{DIRECTORY_VERSIONS}{kind}"))
+        return True
+
     async def record(self, kind: str, key: str) -> dict[str, Any] | None:
         raw = await self.redis.hget(f"{DIRECTORY}{kind}", key)
         return None if raw is None else orjson.loads(raw)

@@ -47,9 +47,17 @@ async def replay_targets(bootstrap_servers: str, readmodel: ReadModel) -> int:
 
 
 async def replay_directory(bootstrap_servers: str, readmodel: ReadModel) -> int:
-    """Copy the directory.* topics into Redis; invalid records are logged and left out."""
+    """Copy the directory.* topics into Redis; invalid records are logged and left out. Records
+    Redis holds at offsets the topic has not reached came from an earlier topic of that name
+    (ReadModel.forget_records_from): they go first."""
     copied = 0
-    for topic in DIRECTORY_TOPICS.values():
+    for kind, topic in DIRECTORY_TOPICS.items():
+
+        async def before(end: dict[int, int], kind=kind, topic=topic) -> None:
+            (end_offset,) = end.values()  # directory topics have one partition
+            if await readmodel.forget_records_from(kind, end_offset):
+                log.warning("Redis held %s records at offsets %s has not reached (%d): copied from an earlier "
+                            "topic of that name, dropped", kind, topic, end_offset)
 
         async def apply(record: ConsumerRecord, topic=topic) -> None:
             try:
@@ -59,5 +67,5 @@ async def replay_directory(bootstrap_servers: str, readmodel: ReadModel) -> int:
                 return
             await readmodel.write_records([(kind, name, doc, record.offset)])
 
-        copied += await read_compacted_records(bootstrap_servers, topic, apply)
+        copied += await read_compacted_records(bootstrap_servers, topic, apply, before)
     return copied

@@ -116,8 +116,10 @@ async def read_compacted(bootstrap_servers: str, topic: str,
 
 
 async def read_compacted_records(bootstrap_servers: str, topic: str,
-                                 apply: Callable[[ConsumerRecord], Awaitable[None]]) -> int:
-    """Read a compacted topic from the start to its current end; `apply(record)` each record."""
+                                 apply: Callable[[ConsumerRecord], Awaitable[None]],
+                                 before: Callable[[dict[int, int]], Awaitable[None]] | None = None) -> int:
+    """Read a compacted topic from the start to its current end; `apply(record)` each record,
+    after `before(end)` if given: partition -> its end offset, the one read up to."""
     partitions = [TopicPartition(topic, p) for p in await partitions_of(bootstrap_servers, topic)]
     if not partitions:
         raise RuntimeError(f"topic {topic} does not exist")
@@ -128,6 +130,8 @@ async def read_compacted_records(bootstrap_servers: str, topic: str,
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         end = await consumer.end_offsets(partitions)
+        if before is not None:
+            await before({tp.partition: offset for tp, offset in end.items()})
         copied = 0
         while [tp for tp in partitions if await consumer.position(tp) < end[tp]]:
             batches = await consumer.getmany(timeout_ms=1000)

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from salespulse.api.kafka import replay_directory
+from salespulse.contracts.topics import ensure_topics
 from salespulse.domain.directory import Directory
+from salespulse.readmodel import ReadModel
 from salespulse.processor.directory import DirectoryFollower
 from tests.integration.conftest import cloudevent, send, unique
 from tests.integration.test_pipeline import expect
+from tests.integration.test_readmodel import own_database
 
 pytestmark = pytest.mark.usefixtures("processor")
 
@@ -99,3 +103,24 @@ async def test_the_processor_reads_directory_changes_with_no_fetch_left_waiting_
         assert await follower.sync() == []
     finally:
         await follower.stop()
+
+
+async def test_the_api_drops_directory_copies_of_a_topic_since_created_again(settings, producer):
+    """Redis keeps each directory record's offset and refuses an older one. Records at offsets
+    the topic has not reached come from an earlier topic of that name (deleted and created
+    again, offsets from 0); the API's copy at start drops them, then copies the topic."""
+    await ensure_topics(settings)
+    rep = unique("rep")
+    await send(producer, "directory.reps", rep, {"rep_id": rep, "assignments": [{"team": "t", "region": "r", "since": None}]})
+    readmodel = ReadModel.from_url(own_database(settings.redis_url, 9))
+    try:
+        await readmodel.redis.flushdb()
+        await readmodel.put_record("products", "ghost", {"product": "ghost", "category": "old"}, 10**9)
+        await readmodel.put_record("reps", "kept", {"team": "t"}, 0)  # an offset the topic has passed
+        await replay_directory(settings.kafka_bootstrap_servers, readmodel)
+        assert await readmodel.record("products", "ghost") is None
+        assert await readmodel.record("reps", "kept") == {"team": "t"}  # offset 0 < the end: not a ghost
+        assert (await readmodel.record("reps", rep))["assignments"][0]["team"] == "t"  # copied
+        assert await readmodel.put_record("products", "ghost", {"product": "ghost", "category": "new"}, 1)
+    finally:
+        await readmodel.close()
