@@ -130,8 +130,8 @@ class AssignmentOut(BaseModel):
 
 class RepOut(BaseModel):
     rep_id: str
-    name: str | None
-    extension: str | None
+    name: str | None = None  # a record produced straight to directory.reps may leave them out
+    extension: str | None = None
     identities: dict[str, list[str]] = Field(default_factory=dict)
     assignments: list[AssignmentOut]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from salespulse.api.kafka import replay_directory
@@ -124,3 +126,17 @@ async def test_the_api_drops_directory_copies_of_a_topic_since_created_again(set
         assert await readmodel.put_record("products", "ghost", {"product": "ghost", "category": "new"}, 1)
     finally:
         await readmodel.close()
+
+
+async def test_a_rep_produced_straight_to_its_topic_without_its_optional_fields_is_served(api, producer):
+    """The schema leaves a rep's name and extension out if need be; GET answered 500 for such a
+    record (the response model required them), the list of reps too."""
+    rep = unique("rep")
+    await send(producer, "directory.reps", rep, {"rep_id": rep, "assignments": [{"team": "t", "region": "r", "since": None}]})
+    for _ in range(100):  # copied to Redis by a worker (every batch, or every 2 s)
+        got = await api.get(f"/api/v1/directory/reps/{rep}")
+        if got.status_code != 404:
+            break
+        await asyncio.sleep(0.1)
+    assert got.status_code == 200 and got.json()["name"] is None and got.json()["extension"] is None
+    assert rep in {r["rep_id"] for r in (await api.get("/api/v1/directory/reps")).json()}
