@@ -24,9 +24,10 @@ def schema_accepts(name: str, doc) -> bool:
     return True
 
 
-def test_the_schemas_not_compiled_are_the_ones_using_keywords_the_compiler_leaves_alone():
-    # activity.logged: uniqueItems (participants); survey.answered: if/then on the score's range.
-    assert {name for name in SCHEMAS if compiled(name) is None} == {"activity.logged.json", "survey.answered.json"}
+def test_every_schema_of_ours_compiles_so_no_valid_event_waits_for_the_validator():
+    # activity.logged with its uniqueItems (participants), survey.answered with its if/then
+    # (the score's range) included.
+    assert [name for name in SCHEMAS if compiled(name) is None] == []
 
 
 def test_sent_events_pass_the_fast_check_where_their_schema_compiled():
@@ -60,7 +61,7 @@ def test_what_the_fast_check_accepts_of_any_json_its_schema_accepts(name, doc):
 
 EDGES = [None, True, -1, -0.5, 0, 0.0, 1e-9, 1, 5, 6, 10, 11, 100, 100.5, 10**9, 10**9 + 1, 10**12, 10**12 + 0.5,
          10**13, "", "1", "-1", "0.5", "1234567890123.123456", "12345678901234", "1.1234567", "EUR", "eur",
-         "inbound", "won", "x" * 201, "a\u0000b", [], ["a"], {}, {"a": 1}]
+         "inbound", "won", "x" * 201, "a\u0000b", [], ["a"], ["a", "a"], ["a", "b"], [1, 1], {}, {"a": 1}]
 
 
 @pytest.mark.parametrize("doc", [next(d for d in SAMPLES if d["type"] == t) for t in sorted({d["type"] for d in SAMPLES})],
@@ -94,6 +95,40 @@ def test_a_date_time_the_schema_refuses_fails_the_fast_check(moment):
     assert not passes("call.started.json", data)
 
 
+ACTIVITY = next(d["data"] for d in SAMPLES if d["type"] == "activity.logged")
+SURVEY = next(d["data"] for d in SAMPLES if d["type"] == "survey.answered")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["rep-01", "rep-02", "rep-03", "", "x" * 201]), max_size=5) | json_values)
+def test_participants_pass_the_fast_check_exactly_when_the_schema_accepts_them(participants):
+    """The fast check of activity.logged is exact on its participants: duplicates fail it."""
+    data = {**ACTIVITY, "participants": participants}
+    assert passes("activity.logged.json", data) is schema_accepts("activity.logged.json", data)
+
+
+def test_duplicate_participants_fail_the_fast_check():
+    data = {**ACTIVITY, "participants": ["rep-01", "rep-02", "rep-01"]}
+    assert not schema_accepts("activity.logged.json", data)
+    assert not passes("activity.logged.json", data)
+    assert passes("activity.logged.json", {**ACTIVITY, "participants": ["rep-01", "rep-02"]})
+
+
+@pytest.mark.parametrize("kind", ["csat", "nps", "review", "other", 5, None])
+@pytest.mark.parametrize("score", [-1, 0, 1, 4, 5, 6, 10, 11, "5", None])  # (5.0, an integer to the
+# schema, fails the fast check as any float for an integer does: left to the validator)
+def test_a_survey_score_passes_the_fast_check_exactly_when_the_schema_accepts_it_for_its_kind(kind, score):
+    """csat and review scores are 1-5, nps 0-10 (the schema's if/then): checked fast, both ways."""
+    data = {**SURVEY, "kind": kind, "score": score}
+    assert passes("survey.answered.json", data) is schema_accepts("survey.answered.json", data)
+
+
+def test_a_survey_without_its_kind_fails_the_fast_check():
+    data = {k: v for k, v in SURVEY.items() if k != "kind"}
+    assert not schema_accepts("survey.answered.json", data)
+    assert not passes("survey.answered.json", data)
+
+
 def test_an_unknown_envelope_attribute_is_left_to_the_validator():
     doc = {**SAMPLES[0], "traceparent": "00-abc"}  # allowed by propertyNames: not checked fast
     assert schema_accepts("cloudevent.json", doc)
@@ -105,6 +140,21 @@ def test_an_unknown_envelope_attribute_is_left_to_the_validator():
     {"type": "string", "pattern": "\\p{L}+"},  # a pattern Python's re does not know
     {"type": "object", "properties": {"a": True}},
     {"type": "string", "format": "email"},
+    {"type": "object", "properties": {"a": {"type": "array", "items": {"type": "integer"}, "uniqueItems": True}}},
+    {"type": "object", "properties": {"a": {"type": "array", "items": {"type": "string"}, "uniqueItems": 1}}},
+    {"type": "object", "properties": {"a": {"type": "object", "properties": {
+        "b": {"type": "array", "items": {"type": "string"}, "uniqueItems": True}}}}},  # not at the top
+    {"type": "object", "required": ["k"], "properties": {"k": {"enum": ["x"]}, "n": {"type": "integer"}},
+     "allOf": [{"if": {"properties": {"k": {"enum": ["x"]}}}, "then": {"properties": {"n": {"maximum": 1}}}},
+               {"if": {"properties": {"k": {"enum": ["x"]}}}, "then": {"properties": {"n": {"minimum": 0}}}}]},
+    {"type": "object", "properties": {"k": {"enum": ["x"]}, "n": {"type": "integer"}},  # k not required
+     "allOf": [{"if": {"properties": {"k": {"enum": ["x"]}}}, "then": {"properties": {"n": {"maximum": 1}}}}]},
+    {"type": "object", "required": ["k"], "properties": {"k": {"enum": ["x"]}, "n": {"type": "string"}},
+     "allOf": [{"if": {"properties": {"k": {"enum": ["x"]}}}, "then": {"properties": {"n": {"maxLength": 1}}}}]},
+    {"type": "object", "required": ["k"], "properties": {"k": {"enum": ["x"]}, "n": {"type": "integer"}},
+     "allOf": [{"if": {"properties": {"k": {"enum": ["x"]}}}, "then": {"required": ["n"]}}]},
+    {"type": "object", "required": ["k"], "properties": {"k": {"enum": ["x"]}, "n": {"type": "integer"}},
+     "allOf": [{"if": {"properties": {"k": {"enum": ["x"]}}}, "then": {"properties": {"n": {"maximum": True}}}}]},
 ])
 def test_a_schema_the_compiler_cannot_translate_gets_no_fast_check(schema, monkeypatch):
     from salespulse.contracts import fastcheck
