@@ -483,9 +483,11 @@ class Batch:
         new_tuple = tuple.__new__  # Cell and RowKey without their Python-level constructors
         rows: dict[str, dict[str, Any] | None] = {}  # the rows of this call; None: applied before
         for (buckets, (dim, key)), (total, topics) in spread.items():
+            # Sources' changes may cancel out here (a churn's loss, and the cancellation of the
+            # order that had made the churned a customer): the rows still take the offsets of
+            # the sources that changed them, as writing each source's changes on its own did,
+            # or a redelivery after a torn write would apply those sources' events again.
             changes = [(name, value) for name, value in total.items() if value]
-            if not changes:
-                continue
             for period, start in buckets:
                 mkey = f"{prefix}{period}|{start}|{dim}|{key}"
                 row = rows.get(mkey, _UNSEEN)
