@@ -202,41 +202,6 @@ def watch_gc() -> None:
         gc.callbacks.append(GcTimer())
 
 
-class FlushSchedule:
-    """When each partition's staged rows are next written to the changelog: every `every`
-    seconds (PROCESSOR_FLUSH_SECONDS), the partitions a worker owns a fraction of that apart,
-    not all at once. A flush holds the worker's loop while it encodes the rows (at 5,000
-    events/s on two workers, 35-100 ms once a second for all three partitions of each, as
-    long as a batch), and every event waiting meanwhile waits that much longer; a partition
-    at a time holds it a third as long, three times as often, and each row is still written
-    once an interval. A partition's first flush is due one interval and its rank's share of
-    one after it first has something to write; each next one an interval after the last was
-    due, the phase kept (a worker behind skips to the first slot after now)."""
-
-    def __init__(self, every: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.every, self.clock = every, clock
-        self.at: dict[int, float] = {}  # partition -> when its next flush is due
-
-    def due(self, pending: set[int], owned: set[int]) -> set[int]:
-        """Of the partitions with rows to write (`pending`), those due now; their next slot set."""
-        now, every, due = self.clock(), self.every, set()
-        for partition in pending:
-            at = self.at.get(partition)
-            if at is None:
-                ranks = sorted(owned | pending)
-                at = now + every * (1 + ranks.index(partition) / len(ranks))
-            if at <= now:
-                due.add(partition)
-                if every > 0:
-                    at += every * (1 + (now - at) // every)
-            self.at[partition] = at
-        return due
-
-    def forget(self, partitions: Iterable[int]) -> None:
-        for partition in partitions:
-            self.at.pop(partition, None)
-
-
 class Laps:
     """Times the phases of a batch one after the other (salespulse_processor_batch_phase_seconds)."""
 
@@ -686,7 +651,7 @@ class Worker(ConsumerRebalanceListener):
         self.committing: asyncio.Future | None = None  # the last flush's offset commit, if not settled
         # Source partitions handled since the last flush: (first offset handled, next offset).
         self.unflushed: dict[TopicPartition, tuple[int, int]] = {}
-        self.flush_schedule = FlushSchedule(settings.processor_flush_seconds)
+        self.flush_due = 0.0  # (monotonic) when the staged rows are to be written
         self.collections = Collections()
         self.ready = asyncio.Event()
         self.stopping = asyncio.Event()
@@ -705,7 +670,6 @@ class Worker(ConsumerRebalanceListener):
             self.lease.end()
             await self.settle_commit()
             gone = {tp.partition for tp in revoked if tp.topic in SOURCE_TOPICS}
-            self.flush_schedule.forget(gone)
             if gone:
                 self.processor.disown(gone)
                 self.parked |= gone
@@ -835,9 +799,8 @@ class Worker(ConsumerRebalanceListener):
                             self.drop_unflushed(exc, batches)
                         else:
                             self.handled(batches)
-                    due = self.due_partitions()
-                    if due:
-                        fenced = await self.flush(due) or fenced
+                    if self.unflushed and time.monotonic() >= self.flush_due:
+                        fenced = await self.flush() or fenced
                     self.collections.collect_if_due()
                 if fenced is not None:  # until the group has this worker again, or its coordinator is back
                     await asyncio.sleep(FENCED_PAUSE_SECONDS)
@@ -885,34 +848,30 @@ class Worker(ConsumerRebalanceListener):
 
     def handled(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         """Note a batch handled (its rows staged): its offsets are committed after the next flush."""
+        if not self.unflushed:
+            self.flush_due = time.monotonic() + self.settings.processor_flush_seconds
         for tp, records in batches.items():
             if records:
                 first = self.unflushed[tp][0] if tp in self.unflushed else records[0].offset
                 self.unflushed[tp] = (first, records[-1].offset + 1)
 
-    def due_partitions(self) -> set[int]:
-        """The partitions with events handled since their last flush whose flush is due."""
-        pending = {tp.partition for tp in self.unflushed}
-        return self.flush_schedule.due(pending, self.processor.owned) if pending else set()
-
-    async def flush(self, partitions: set[int] | None = None) -> Fenced | None:
-        """Write the rows staged since the last flush to the changelog, of `partitions` or all
-        (call with the lock), then commit the offsets of the batches they came of: the commit,
-        once the broker has them, overlaps the next batches, and is settled before the next
-        commit, a rebalance or the end. A worker the group dropped writes nothing and goes
-        back (drop_unflushed)."""
-        done = [tp for tp in self.unflushed if partitions is None or tp.partition in partitions]
-        if not done:
+    async def flush(self) -> Fenced | None:
+        """Write the rows staged since the last flush to the changelog (call with the lock),
+        then commit the offsets of the batches they came of: the commit, once the broker has
+        them, overlaps the next batches, and is settled before the next commit, a rebalance or
+        the end. A worker the group dropped writes nothing and goes back (drop_unflushed)."""
+        if not self.unflushed:
             return None
         lap = Laps(time.perf_counter())
-        created = self.state.take_created(partitions)
+        created = self.state.take_created()
         try:
-            sent = await self.state.flush(partitions)
+            sent = await self.state.flush()
         except Fenced as exc:
             self.drop_unflushed(exc)
             return exc
         lap("changelog")
-        offsets = {tp: self.unflushed.pop(tp)[1] for tp in done}
+        offsets = {tp: after for tp, (_, after) in self.unflushed.items()}
+        self.unflushed = {}
         await self.settle_commit()  # the previous flush's, long done as a rule
         lap("commit")
         self.committing = asyncio.ensure_future(self.commit(offsets, sent, created))

@@ -22,11 +22,9 @@ a worker writes a marker as soon as it has restored a partition.
 A batch's rows are staged (`stage`: in `data` at once, for the next batch to build on) and
 written by the next `flush`, once per key however many batches changed it since the last one:
 a live worker changes the same rows batch after batch (today's rows of a busy rep, a
-customer's row at each order), and the processor flushes each partition every
-PROCESSOR_FLUSH_SECONDS, its partitions at different moments (processor.app.FlushSchedule).
-A partition's flush is one write with its marker, so its batches are restored all or none,
-as a single batch's were. A worker that may no longer write (membership.Fenced) puts the
-staged rows back (`unstage`).
+customer's row at each order), and the processor flushes every PROCESSOR_FLUSH_SECONDS. A
+flush is one write, so its batches are restored all or none, as a single batch's were. A
+worker that may no longer write (membership.Fenced) puts the staged rows back (`unstage`).
 """
 
 from __future__ import annotations
@@ -35,7 +33,7 @@ import asyncio
 import functools
 import gc
 import logging
-from collections.abc import Awaitable, Collection, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Iterable, Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -58,11 +56,6 @@ def is_marker(key: str) -> bool:
 
 
 _ABSENT = object()
-
-
-def _prefixes(partitions: Collection[int]) -> tuple[str, ...]:
-    """What the row keys of `partitions` start with (str.startswith takes the tuple)."""
-    return tuple(f"{partition}|" for partition in partitions)
 
 
 class Replay:
@@ -146,15 +139,10 @@ class State:
             data[key] = value
         self.staged.update(rows)
 
-    def take_created(self, partitions: Collection[int] | None = None) -> set[str]:
+    def take_created(self) -> set[str]:
         """The keys staged as new rows since the last call (before a flush: once it is durable,
-        the changelog has every one of them that is still a row); of `partitions`, or all."""
-        if partitions is None:
-            created, self.created = self.created, set()
-            return created
-        prefixes = _prefixes(partitions)
-        created = {key for key in self.created if key.startswith(prefixes)}
-        self.created -= created
+        the changelog has every one of them that is still a row)."""
+        created, self.created = self.created, set()
         return created
 
     def unstage(self) -> dict[str, Any | None]:
@@ -170,22 +158,9 @@ class State:
         self.staged, self.before_staged = {}, {}
         return undone
 
-    async def flush(self, partitions: Collection[int] | None = None) -> list[Awaitable]:
-        """Write the staged rows (as `write` does), of `partitions` or all; their sends' futures.
-        Each partition's rows are written whole with its marker, so partitions may be flushed
-        at different times (the processor spreads them over its flush interval)."""
-        if partitions is None:
-            return await self.write({}) if self.staged else []
-        prefixes = _prefixes(partitions)
-        rows = {key: row for key, row in self.staged.items() if key.startswith(prefixes)}
-        if not rows:
-            return []
-        if self.lease is not None:
-            await self.lease.hold()
-        for key in rows:
-            del self.staged[key]
-            self.before_staged.pop(key, None)
-        return await self._send(rows, ())
+    async def flush(self) -> list[Awaitable]:
+        """Write the staged rows (as `write` does); their sends' futures."""
+        return await self.write({}) if self.staged else []
 
     async def write(self, rows: Mapping[str, Any], deleted: Iterable[str] = ()) -> list[Awaitable]:
         """Set `rows` and delete `deleted`, after the staged rows and in that order, one

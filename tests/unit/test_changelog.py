@@ -104,16 +104,14 @@ class RecordingProducer:
 
 rows = st.dictionaries(st.sampled_from(KEYS), st.builds(lambda n: {"o": n, "m": {"orders": n}}, st.integers(0, 9)),
                        min_size=1, max_size=4)
-steps = st.lists(st.one_of(st.tuples(st.just("stage"), rows), st.just(("flush", None)), st.just(("unstage", None)),
-                           st.tuples(st.just("flush"), st.sets(st.sampled_from([0, 1]), min_size=1))),
+steps = st.lists(st.one_of(st.tuples(st.just("stage"), rows), st.just(("flush", None)), st.just(("unstage", None))),
                  max_size=12)
 
 
 @given(st.dictionaries(st.sampled_from(KEYS), st.just({"o": 0, "m": {}}), max_size=3), steps)
 def test_staged_rows_are_written_once_a_flush_and_put_back_unflushed(restored, steps):
     """Batches' rows are staged (seen by the next batch at once) and written by the next flush
-    of their partition (or of all) one record per row, the latest, then a marker; rows put
-    back (a fenced worker) are what the changelog has."""
+    one record per row, the latest; rows put back (a fenced worker) are what the changelog has."""
     producer = RecordingProducer()
     state = State(producer, "changelog")
     state.data.update(restored)
@@ -126,18 +124,16 @@ def test_staged_rows_are_written_once_a_flush_and_put_back_unflushed(restored, s
                 state.stage(staged)
                 latest.update(staged)
                 assert state.data == {**changelog, **latest}
-            elif step == "flush":  # all partitions (staged is None), or those named
+            elif step == "flush":
                 sent_before = len(producer.records)
-                await asyncio.gather(*await state.flush(staged))
+                await asyncio.gather(*await state.flush())
                 records = producer.records[sent_before:]
                 written = {orjson.loads(k): orjson.loads(v) for k, v in records if not orjson.loads(k).endswith("commit")}
-                markers = {orjson.loads(k) for k, _ in records if orjson.loads(k).endswith("commit")}
-                due = {k: v for k, v in latest.items() if staged is None or key_partition(k) in staged}
-                assert written == due and len(records) == len(due) + len(markers)
-                assert markers == {marker_key(p) for p in {key_partition(k) for k in due}}, "a marker per partition written"
+                assert len(written) == len(records) - len({key_partition(k) for k in latest}) == len(latest)
+                assert written == latest
                 changelog.update(written)
-                latest = {k: v for k, v in latest.items() if k not in due}
-            else:  # a fenced worker: what no flush wrote is put back
+                latest = {}
+            else:
                 state.unstage()
                 latest = {}
                 assert state.data == changelog
@@ -147,53 +143,3 @@ def test_staged_rows_are_written_once_a_flush_and_put_back_unflushed(restored, s
         assert replay.data == changelog
 
     asyncio.run(run())
-
-
-def test_the_rows_created_since_the_last_flush_are_taken_by_partition():
-    state = State(RecordingProducer(), "changelog")
-    state.data[KEYS[0]] = {"o": 0, "m": {}}
-    state.stage({KEYS[0]: {"o": 1, "m": {}}, KEYS[1]: {"o": 1, "m": {}}, KEYS[3]: {"o": 1, "m": {}}})
-    assert state.take_created({1}) == {KEYS[3]}
-    assert state.take_created({1}) == set()
-    assert state.take_created() == {KEYS[1]}, "the rest, of every partition; KEYS[0] was a row already"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def test_partitions_are_flushed_each_interval_a_fraction_of_it_apart():
-    from salespulse.processor.app import FlushSchedule
-
-    clock = Clock()
-    schedule = FlushSchedule(1.0, clock)
-    owned = {3, 4, 5}
-    seen = []
-    for step in range(400):  # batches 10 ms apart, every partition with rows each time
-        clock.now = step / 100
-        for partition in sorted(schedule.due(owned, owned)):
-            seen.append((round(clock.now, 2), partition))
-    assert seen[:6] == [(1.0, 3), (1.34, 4), (1.67, 5), (2.0, 3), (2.34, 4), (2.67, 5)]
-    assert len(seen) == 9, "each partition once an interval"
-    clock.now = 10.5  # the worker held up for seconds: all due, then back in their slots
-    assert schedule.due(owned, owned) == owned
-    clock.now = 10.67
-    assert schedule.due(owned, owned) == {5}
-    clock.now = 11.0
-    assert schedule.due(owned, owned) == {3}
-    clock.now = 11.34
-    assert schedule.due({5}, owned) == set(), "4 has nothing to write; 5 keeps its slot"
-    clock.now = 11.67
-    assert schedule.due({4, 5}, owned) == {4, 5}, "4 written as soon as it has rows and its slot passed"
-
-
-def test_no_interval_flushes_every_batch():
-    from salespulse.processor.app import FlushSchedule
-
-    schedule = FlushSchedule(0.0, Clock())
-    assert schedule.due({0, 1}, {0, 1}) == {0, 1}
-    assert schedule.due({0, 1}, {0, 1}) == {0, 1}
