@@ -37,7 +37,7 @@ from typing import Any
 import hiredis
 import orjson
 import redis.asyncio as aioredis
-from redis.exceptions import WatchError
+from redis.exceptions import NoScriptError, WatchError
 
 from salespulse.contracts.topics import SOURCE_TOPICS
 from salespulse.domain.aggregation import RowKey, merge_measures
@@ -81,30 +81,33 @@ def _merge(parts: Mapping[bytes, bytes]) -> MergedRow:
     return merged
 
 
-# HSET of many row hashes in one command: KEYS are the hashes, ARGV field, value pairs. A
-# batch writes thousands of rows; one command per row cost the processor a fifth of its time
-# in the client (packing and reading back each reply), not in Redis.
-_HSET_ROWS = """
-for i, key in ipairs(KEYS) do
-  redis.call('HSET', key, ARGV[2 * i - 1], ARGV[2 * i])
-end
-return #KEYS
-"""
-# The same for a whole copy of rows, which also drops the fields an earlier version kept per
-# topic ("sales.orders/3"): ARGV starts with the number of topics and their names. One HDEL
-# command a row sent by the client tripled the time of a copy (4.0 s against 1.4 for 193,000
-# rows); in the script it costs next to nothing.
-_HSET_WHOLE_ROWS = """
+# Whole partial rows written in one command: KEYS are the rows' hashes, then the key sets they
+# join; ARGV the number of topics an earlier version wrote a field per (0 but for a whole copy,
+# rows: `write_rows`) and their names, the number of rows, a field and value per row, then for
+# each key set the number of its members and the members. A batch writes thousands of rows;
+# one command per row cost the processor a fifth of its time in the client (packing and reading
+# back each reply), not in Redis, and so did one SADD per key set beside the script (some 100
+# a batch: 3.8 -> 2.6 us of client CPU a row, in-process on a live worker's batches). Dropping
+# the per-topic fields ("sales.orders/3") with one HDEL command a row sent by the client
+# tripled the time of a copy (4.0 s against 1.4 for 193,000 rows); here it costs next to nothing.
+_WRITE_ROWS = """
 local topics = tonumber(ARGV[1])
-local base = topics + 1
-for i, key in ipairs(KEYS) do
-  local partition = ARGV[base + 2 * i - 1]
+local at = topics + 2
+local rows = tonumber(ARGV[at])
+for i = 1, rows do
+  local partition = ARGV[at + 2 * i - 1]
   for t = 2, topics + 1 do
-    redis.call('HDEL', key, ARGV[t] .. '/' .. partition)
+    redis.call('HDEL', KEYS[i], ARGV[t] .. '/' .. partition)
   end
-  redis.call('HSET', key, partition, ARGV[base + 2 * i])
+  redis.call('HSET', KEYS[i], partition, ARGV[at + 2 * i])
 end
-return #KEYS
+at = at + 2 * rows + 1
+for k = rows + 1, #KEYS do
+  local count = tonumber(ARGV[at])
+  redis.call('SADD', KEYS[k], unpack(ARGV, at + 1, at + count))
+  at = at + count + 1
+end
+return rows
 """
 # Directory records of one kind, each written only if newer than the one copied last: KEYS are
 # the records hash, the versions hash and the version counter; ARGV key, offset, record triples
@@ -169,8 +172,7 @@ def connect(url: str, **options: Any) -> aioredis.Redis:
 class ReadModel:
     def __init__(self, client: aioredis.Redis) -> None:
         self.redis = client
-        self._hset_rows = client.register_script(_HSET_ROWS)
-        self._hset_whole_rows = client.register_script(_HSET_WHOLE_ROWS)
+        self._write_rows_sha = client.register_script(_WRITE_ROWS).sha
         self._write_records = client.register_script(_WRITE_RECORDS)
 
     @classmethod
@@ -203,41 +205,59 @@ class ReadModel:
         `unflushed`: partition -> state keys of those rows the changelog does not have yet,
         noted in `sp:unflushed:{partition}` before the rows are written."""
         now = time.time()
+        dropped: list[Any] = [len(SOURCE_TOPICS), *SOURCE_TOPICS] if whole else [0]
+        calls: list[list[Any]] = []  # the arguments of each EVALSHA of _WRITE_ROWS
         hashes: list[str] = []
         fields: list[Any] = []
-        # One SADD per key set: (period, start, dim) -> keys. A batch writes thousands of rows
-        # over a few dozen sets, so names are made once per set.
+        # Each key set's new members, (period, start, dim) -> keys: a batch writes thousands of
+        # rows over a few dozen sets, so names are made once per set.
         members: dict[tuple[str, str, str], set[str]] = {}
-        dumps, add_hash, add_fields = orjson.dumps, hashes.append, fields.extend
+
+        def call() -> None:
+            sets, listed = [], []
+            for (period, start, dim), keys in members.items():
+                sets.append(keys_set(period, start, dim))
+                listed += (len(keys), *keys)
+                if period == "year" and dim == "all":
+                    sets.append(YEARS)
+                    listed += (1, start)
+            calls.append([self._write_rows_sha, len(hashes) + len(sets), *hashes, *sets,
+                          *dropped, len(hashes), *fields, *listed])
+
+        dumps = orjson.dumps
         for partition, row, measures in rows:
-            add_hash(row_hash(row))
-            add_fields((partition, dumps({"m": measures, "t": now})))
+            hashes.append(row_hash(row))
+            fields += (partition, dumps({"m": measures, "t": now}))
             keys = members.get(row[:3])  # (period, start, dim)
             if keys is None:
                 keys = members[row[:3]] = set()
             keys.add(row.key)
-        if not hashes:
+            if len(hashes) == ROWS_PER_SCRIPT:
+                call()
+                hashes, fields, members = [], [], {}
+        if hashes:
+            call()
+        if not calls:
             return
-        pipe = self.redis.pipeline(transaction=False)
-        for partition, keys in (unflushed or {}).items():
-            if keys:
-                pipe.sadd(unflushed_set(partition), *keys)
-        n = ROWS_PER_SCRIPT
-        for i in range(0, len(hashes), n):
-            if whole:
-                await self._hset_whole_rows(keys=hashes[i:i + n], args=[len(SOURCE_TOPICS), *SOURCE_TOPICS,
-                                                                         *fields[2 * i:2 * (i + n)]], client=pipe)
-            else:
-                await self._hset_rows(keys=hashes[i:i + n], args=fields[2 * i:2 * (i + n)], client=pipe)
-        years = set()
-        for (period, start, dim), keys in members.items():
-            pipe.sadd(keys_set(period, start, dim), *keys)
-            if period == "year" and dim == "all":
-                years.add(start)
-        if years:
-            pipe.sadd(YEARS, *years)
-        pipe.incr(VERSION)
-        await pipe.execute()
+        for attempt in (1, 2):
+            pipe = self.redis.pipeline(transaction=False)
+            for partition, keys in (unflushed or {}).items():
+                if keys:
+                    pipe.sadd(unflushed_set(partition), *keys)
+            for args in calls:
+                pipe.execute_command("EVALSHA", *args)
+            pipe.incr(VERSION)
+            try:
+                await pipe.execute()
+                return
+            except NoScriptError:
+                # Redis lost its scripts (restarted, or SCRIPT FLUSH): loaded, and everything
+                # sent again, which changes nothing already written (whole rows, set members).
+                # Not asked for every time, as redis-py's scripts in a pipeline do (SCRIPT
+                # EXISTS: a round trip more each batch).
+                if attempt == 2:
+                    raise
+                await self.redis.script_load(_WRITE_ROWS)
 
     async def delete_rows(self, rows: Iterable[tuple[int, RowKey]]) -> None:
         """Drop partial rows (source partition, row); a row left with no part leaves its key set."""

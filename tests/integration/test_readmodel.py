@@ -97,6 +97,33 @@ async def test_commands_packed_by_hiredis_are_the_bytes_redis_py_packs_and_redis
         await readmodel.close()
 
 
+async def test_rows_are_written_after_redis_lost_its_scripts(redis_url):
+    """Rows go in one script call per thousand, run by its hash (EVALSHA) without asking
+    first whether Redis has it: a Redis that lost it (restarted, SCRIPT FLUSH) is given it
+    again and the whole write sent again, key sets and year buckets included."""
+    readmodel = ReadModel.from_url(redis_url)
+    try:
+        dim = unique("dim")
+        rows = [(p % 3, RowKey(period, start, dim, f"rep-{p % 7}"), {"calls": p + 1})
+                for p in range(1200) for period, start in (("day", "1970-01-05"), ("year", "1970-01-01"))]
+        await readmodel.redis.script_flush()
+        before = await readmodel.version()
+        await readmodel.write_rows(rows)
+        assert await readmodel.version() > before
+        last = {}  # each partition's last row of a key is the one kept
+        for partition, row, measures in rows:
+            last[partition, row.key] = measures["calls"]
+        expected = {f"rep-{k}": {"calls": sum(last[p, f"rep-{k}"] for p in range(3))} for k in range(7)}
+        assert await readmodel.read_dimension("day", "1970-01-05", dim) == expected
+        assert await readmodel.read_dimension("year", "1970-01-01", dim) == expected
+        assert "1970-01-01" not in await readmodel.years()  # only the `all` dimension's years are listed
+        await readmodel.write_rows([(0, RowKey("year", "1970-01-01", "all", dim), {"calls": 1})])
+        assert "1970-01-01" in await readmodel.years()
+        await readmodel.redis.srem("sp:years", "1970-01-01")
+    finally:
+        await readmodel.close()
+
+
 def test_every_kind_of_redis_url_gets_hiredis_packing():
     for url in ("redis://127.0.0.1:1/0", "rediss://:secret@127.0.0.1:1/0", "unix:///tmp/none.sock"):
         client = connect(url)
