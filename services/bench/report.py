@@ -86,6 +86,13 @@ def markdown(r: dict) -> str:
                          f"| {lat['probes']} | {'GET /api/v1/kpis' if where == 'api' else 'SSE /api/v1/stream'} "
                          f"| {p.get('p50_ms')} | {p.get('p95_ms')} | {p.get('p99_ms')} | {p.get('max_ms')} "
                          f"| {lat['probes_never_seen'][where]} |")
+    stalls = [(lat["rate"], lat["bench_loop_stalls"]) for lat in (r.get("latency_light"), r["latency"])
+              if lat and "bench_loop_stalls" in lat]
+    if stalls:
+        lines += ["", "The bench's own event loop (producer and pollers) stalled over "
+                  f"{stalls[0][1]['over_ms']:g} ms: " + "; ".join(
+                      f"{s['count']} times at {rate:,} events/s (longest {s['max_ms']} ms)" for rate, s in stalls)
+                  + ". A probe seen during a stall looks that much later than it was."]
     shares = [(lat["rate"], lat["cpu_cores"]) for lat in (r.get("latency_light"), r["latency"]) if lat and "cpu_cores" in lat]
     if shares:
         lines += ["", f"CPU used while the events were sent (cores, of {r['machine']['cpus']}; the bench is the "
