@@ -82,9 +82,9 @@ def _merge(parts: Mapping[bytes, bytes]) -> MergedRow:
 
 
 # Whole partial rows written in one command: KEYS are the rows' hashes, then the key sets they
-# join; ARGV the number of topics an earlier version wrote a field per (0 but for a whole copy,
-# rows: `write_rows`) and their names, the number of rows, a field and value per row, then for
-# each key set the number of its members and the members. A batch writes thousands of rows;
+# join; ARGV the number of topics whose per-topic fields (an earlier version's) each row drops,
+# and their names (none but in a whole copy: `write_rows(whole=True)`), then the number of rows,
+# a field and value per row, then for each key set the number of its members and the members. A batch writes thousands of rows;
 # one command per row cost the processor a fifth of its time in the client (packing and reading
 # back each reply), not in Redis, and so did one SADD per key set beside the script (some 100
 # a batch; write_rows of 60 live batches, cProfile: 0.50-0.70 -> 0.27-0.31 s of client time
