@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     # the events the API ingests, alerts, the simulator's events) is compressed with this codec;
     # consumers read any. Off by default: lz4 took a third of the broker's CPU off at 5,000
     # events/s over a 300,000-event history, but over 1,000,000 (customers' rows of some 200
-    # orders) the workers' changelog writes took longer and the latency grew (README, Performance).
+    # orders) the workers' changelog writes took longer and the latency grew (docs/performance.md).
     kafka_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "none"
     # redis://[:password@]host:port/db, or rediss:// for TLS (add ?ssl_ca_certs=/path/ca.pem).
     redis_url: str = "redis://127.0.0.1:6379/0"

@@ -19,7 +19,7 @@ One row per cell for all the topics, rather than one per topic, because a batch'
 different topics reach the same cells (a rep's calls, deals, activities and orders of the day):
 a third fewer rows to write, copy to Redis and read back (live, in-process: 5.8 -> 3.9 rows an
 event in batches of 700), and a fifth fewer in the state; each carries more measures, so the
-work per event stayed the same (README, Performance). Earlier versions kept one per topic,
+work per event stayed the same (docs/performance.md). Earlier versions kept one per topic,
 "{partition}|m|{topic}|{period}|...": `merge_topic_rows` folds those into these.
 
 The caller must make a batch's rows of one partition durable all together or not at all (the
