@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from datetime import datetime
+from operator import getitem
 from typing import Any
 
 import fastjsonschema
+import msgspec
 import orjson
 
 from salespulse.contracts import fastcheck
@@ -97,12 +99,14 @@ def _convert(name: str, value: Any) -> Any:
     return value
 
 
-def _converter(name: str) -> Callable[[Any], Any]:
-    """How a validated JSON value of field `name` becomes the domain's (chosen once per field)."""
+_LINE_FIELDS = tuple(f.name for f in fields(OrderLine))
+
+
+def _converter(name: str, item: Callable[[Any, str], Any] = getitem) -> Callable[[Any], Any]:
+    """How a validated JSON value of field `name` becomes the domain's (chosen once per field);
+    `item` reads an order line's field (a dict's item, or a compiled struct's attribute)."""
     if name == "lines":
-        return lambda lines: tuple(
-            OrderLine(**{k: _convert(k, line[k]) for k in ("product", "quantity", "unit_price", "unit_cost")})
-            for line in lines)
+        return lambda lines: tuple(OrderLine(**{k: _convert(k, item(line, k)) for k in _LINE_FIELDS}) for line in lines)
     if name == "participants":
         return tuple
     if name.endswith("_at"):
@@ -112,13 +116,22 @@ def _converter(name: str) -> Callable[[Any], Any]:
     return lambda value: value
 
 
-# Event class -> (field name, converter) of each of its fields, in declaration order.
+# Event class -> (field name, converter) of each of its fields, in declaration order: for the
+# data as orjson parsed it, and as fastcheck.whole's structs hold it.
 _FIELDS: dict[type, tuple[tuple[str, Callable[[Any], Any]], ...]] = {
     cls: tuple((f.name, _converter(f.name)) for f in fields(cls)) for cls in EVENT_CLASSES.values()}
+_STRUCT_FIELDS: dict[type, tuple[tuple[str, Callable[[Any], Any]], ...]] = {
+    cls: tuple((f.name, _converter(f.name, getattr)) for f in fields(cls)) for cls in EVENT_CLASSES.values()}
 
 
 def _build(cls: type, data: dict[str, Any]):
     return cls(**{name: convert(data[name]) for name, convert in _FIELDS[cls] if name in data})
+
+
+def _build_from_struct(cls: type, data: Any):
+    unset = msgspec.UNSET
+    return cls(**{name: convert(value) for name, convert in _STRUCT_FIELDS[cls]
+                  if (value := getattr(data, name)) is not unset})
 
 
 def parse_event(doc: Any) -> Envelope:
@@ -144,12 +157,44 @@ def parse_event(doc: Any) -> Envelope:
     return Envelope(id=doc["id"], source=doc["source"], type=event_type, time=time, data=payload)
 
 
+# Valid events checked and parsed in one pass (fastcheck.whole) rather than parsed by orjson, then
+# checked twice: 112,300 against 137,900 instructions an event (callgrind, 5,000 events of the
+# bench's history), 18.6-20.4 against 22.4-26.9 us in wall time.
+_WHOLE = fastcheck.whole(tuple(EVENT_CLASSES))
+
+
 def decode_event(raw: bytes | None) -> Envelope:
     """Parse and validate one message value from a sales.* topic."""
     if raw is None:
         raise InvalidEvent("empty message (null value)")
     if len(raw) > MAX_EVENT_BYTES:
         raise InvalidEvent(f"event of {len(raw)} bytes is over the {MAX_EVENT_BYTES}-byte limit")
+    envelope = _decoded_whole(raw)
+    return envelope if envelope is not None else _decoded_checked(raw)
+
+
+def _decoded_whole(raw: bytes) -> Envelope | None:
+    """The event, if its JSON decodes whole to the compiled types and builds; None: the event is
+    for `_decoded_checked`, which builds the same event or says why it is refused."""
+    if _WHOLE is None:
+        return None
+    try:
+        doc = _WHOLE.decoder.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+        return None
+    event_type, check = _WHOLE.types[type(doc)]
+    if check is not None and not fastcheck.whole_passes(check, doc.data):
+        return None
+    try:
+        payload = _build_from_struct(EVENT_CLASSES[event_type], doc.data)
+        time = _moment("time", doc.time) if doc.time else None
+    except (ValueError, ArithmeticError):  # e.g. a year outside YEARS
+        return None
+    return Envelope(id=doc.id, source=doc.source, type=event_type, time=time, data=payload)
+
+
+def _decoded_checked(raw: bytes) -> Envelope:
+    """orjson's parse, the fast checks, and the validator's reason for what they refuse."""
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

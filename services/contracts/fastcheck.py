@@ -16,7 +16,10 @@ by the values of required string properties and whose `then` narrows numbers' bo
 with the bounds narrowed. Before them the validator checked those two types' events, a tenth
 of all, at some 20 us each, and its uniqueItems code left a reference cycle per event.
 
-Only the verdict is used: the event is built from the document orjson parsed either way.
+`whole` goes one step further for the processor: the compiled types of the envelope and of each
+event type's data in one tagged union, decoded straight from the message's JSON, so a valid
+event is parsed and checked in one pass and built from the structs (contracts.events). `passes`
+checks documents orjson parsed: the API's, and what `whole` refuses, before the validator says why.
 """
 
 from __future__ import annotations
@@ -266,3 +269,56 @@ def passes(name: str, doc: Any) -> bool:
 
 
 _NONE = object()  # a property absent: in no `when`
+
+
+class Whole(NamedTuple):
+    """Whole events, envelope and data, checked and parsed from their JSON in one pass (`whole`)."""
+
+    decoder: msgspec.json.Decoder
+    # Each event type's envelope struct -> the event type, and its data's Check when `unique` or
+    # `when` ask for more than the conversion (`whole_passes`).
+    types: dict[type, tuple[str, Check | None]]
+
+
+@cache
+def whole(event_types: tuple[str, ...]) -> Whole | None:
+    """One JSON decoder for events of those of `event_types` whose data schema compiles: a tagged
+    union of one struct per event type, `type` its tag, its other fields cloudevent.json's and its
+    `data` the event type's compiled type. What it decodes and `whole_passes`, orjson would parse
+    and `passes` would let through for both schemas, to the same values (every number the schemas
+    allow is bounded well within a float's exact integers, so orjson's float and msgspec's int of a
+    long integer never differ in a value let through); the rest, and the event types whose schema
+    does not compile, are for orjson, the two checks and the validator. None if cloudevent.json
+    does not compile."""
+    envelope = compiled("cloudevent.json")
+    if envelope is None or envelope.unique or envelope.when:
+        return None
+    own = [f for f in msgspec.structs.fields(envelope.kind) if f.name not in ("type", "data")]
+    forbid = envelope.kind.__struct_config__.forbid_unknown_fields
+    types: dict[type, tuple[str, Check | None]] = {}
+    for event_type in event_types:
+        check = compiled(f"{event_type}.json")
+        if check is None:
+            continue
+        fields = [(f.name, f.type) for f in own if f.required] + [("data", check.kind)] + [
+            (f.name, f.type, f.default) for f in own if not f.required]
+        struct = msgspec.defstruct(f"Whole[{event_type}]", fields, tag_field="type", tag=event_type,
+                                   forbid_unknown_fields=forbid)
+        types[struct] = (event_type, check if check.unique or check.when else None)
+    if not types:
+        return None
+    return Whole(msgspec.json.Decoder(Union[tuple(types)]), types)
+
+
+def whole_passes(check: Check, data: Any) -> bool:
+    """What `passes` checks beside the conversion, for data `whole` converted to check.kind."""
+    for prop in check.unique:
+        items = getattr(data, prop)
+        if items is not UNSET and items is not None and len(set(items)) != len(items):
+            return False
+    if check.when and all(getattr(data, p) in values for p, values in check.when):
+        try:
+            msgspec.convert(msgspec.to_builtins(data), check.then, strict=True)
+        except msgspec.ValidationError:
+            return False
+    return True

@@ -4,7 +4,9 @@ with a reason. Nothing raises anything else, whatever a sender gets wrong.
 Valid events of every type come from the simulator's floor; hypothesis then breaks them the
 ways senders do: a field dropped or given a value of the wrong type, huge or negative
 numbers, NaN and Infinity, times without an offset or in odd zones, unknown event types,
-truncated JSON.
+truncated JSON. The same broken events also check the processor's one-pass decode
+(fastcheck.whole): whatever it accepts, orjson, the checks and the validator accept too, and
+build into the same event.
 """
 
 from __future__ import annotations
@@ -16,11 +18,11 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import orjson
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from salespulse.bench.workload import history
-from salespulse.contracts.events import ROUTES, InvalidEvent, decode_event
+from salespulse.contracts.events import ROUTES, InvalidEvent, _decoded_checked, _decoded_whole, decode_event
 from salespulse.domain.aggregation import Aggregator, SourceEvent
 from salespulse.domain.directory import Directory
 from salespulse.domain.money import CurrencyConverter
@@ -133,3 +135,40 @@ def test_unbroken_events_all_pass(doc):
     envelope = decode_event(orjson.dumps(doc))
     result = aggregator().apply({}, [SourceEvent(ROUTES[envelope.type].topic, 0, 0, envelope)])
     assert not result.rejected
+
+
+def decoded_checked(raw: bytes):
+    """What orjson, the fast checks and the validator make of `raw`: the event, or None if refused."""
+    try:
+        return _decoded_checked(raw)
+    except InvalidEvent:
+        return None
+
+
+def test_every_valid_event_is_decoded_in_one_pass():
+    for doc in SAMPLES:
+        raw = orjson.dumps(doc)
+        whole = _decoded_whole(raw)
+        assert whole is not None, f"{doc['type']} went the long way"
+        assert repr(whole) == repr(decoded_checked(raw))
+
+
+def edited(event_type: str, **data) -> bytes:
+    """The first sample of `event_type` (with a participant, for activities), its data changed."""
+    doc = next(d for d in SAMPLES if d["type"] == event_type and d["data"].get("participants", [1]))
+    return orjson.dumps({**doc, "data": {**doc["data"], **data}})
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(broken())
+# What the compiled types cannot say alone (fastcheck's `when` and `unique`), at their edges:
+@example(edited("survey.answered", kind="csat", score=6))
+@example(edited("survey.answered", kind="review", score=0))
+@example(edited("survey.answered", kind="nps", score=10))
+@example(edited("activity.logged", participants=["rep-1", "rep-1"]))
+@example(edited("activity.logged", participants=["rep-1", "rep-2"]))
+def test_the_one_pass_decode_accepts_only_what_the_checks_accept_and_builds_the_same_event(raw):
+    whole = _decoded_whole(raw)
+    if whole is not None:
+        # repr, not ==: an aware datetime equals the same instant in another zone, a Decimal 1.0 equals 1
+        assert repr(whole) == repr(decoded_checked(raw))
