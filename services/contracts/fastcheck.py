@@ -261,14 +261,16 @@ def passes(name: str, doc: Any) -> bool:
         msgspec.convert(doc, kind, strict=True)
     except msgspec.ValidationError:
         return False
-    for prop in check.unique:  # doc is an object: its type converted
-        items = doc.get(prop)
-        if items is not None and len(set(items)) != len(items):
-            return False
-    return True
+    # doc is an object: its type converted
+    return not any(_repeats(doc.get(prop)) for prop in check.unique)
 
 
 _NONE = object()  # a property absent: in no `when`
+
+
+def _repeats(items: Any) -> bool:
+    """An array (of strings: `unique` is only for those) holding some item twice; absent is not."""
+    return items is not None and items is not UNSET and len(set(items)) != len(items)
 
 
 class Whole(NamedTuple):
@@ -312,10 +314,8 @@ def whole(event_types: tuple[str, ...]) -> Whole | None:
 
 def whole_passes(check: Check, data: Any) -> bool:
     """What `passes` checks beside the conversion, for data `whole` converted to check.kind."""
-    for prop in check.unique:
-        items = getattr(data, prop)
-        if items is not UNSET and items is not None and len(set(items)) != len(items):
-            return False
+    if any(_repeats(getattr(data, prop)) for prop in check.unique):
+        return False
     if check.when and all(getattr(data, p) in values for p, values in check.when):
         try:
             msgspec.convert(msgspec.to_builtins(data), check.then, strict=True)
