@@ -174,15 +174,20 @@ async def test_every_board_fits_a_tv_screen_without_scrolling(browser, api_serve
         layout = await page.evaluate("""() => {
             const s = document.scrollingElement;
             const tiles = [...document.querySelectorAll('main .tile')].map(t => t.getBoundingClientRect());
-            const values = [...document.querySelectorAll('main .value')].map(v => parseFloat(getComputedStyle(v).fontSize));
+            const values = [...document.querySelectorAll('main .value')].map(v => ({
+                text: v.textContent, size: parseFloat(getComputedStyle(v).fontSize), shrunk: v.style.fontSize !== "",
+                fits: v.scrollWidth <= v.clientWidth}));
             return {scrollW: s.scrollWidth, scrollH: s.scrollHeight, tiles: tiles.map(r => [r.left, r.top, r.right, r.bottom]),
                     values, bg: getComputedStyle(document.body).backgroundColor};
         }""")
         assert layout["scrollW"] <= width and layout["scrollH"] <= height, (board, layout)
         assert layout["tiles"] and all(0 <= l and 0 <= t and r <= width + 0.5 and b <= height + 0.5
                                        for l, t, r, b in layout["tiles"]), (board, layout["tiles"])
-        # Readable across a room: the numbers are 9 % of the screen height.
-        assert all(size >= 0.085 * height for size in layout["values"]), (board, layout["values"])
+        # Readable across a room: the numbers are 9 % of the screen height, or as large as fits
+        # their tile (test_a_long_number_is_shrunk_to_fit_its_tile_never_cut); never cut.
+        values = layout["values"]
+        assert values and all(v["fits"] for v in values), (board, values)
+        assert all(v["size"] >= 0.085 * height for v in values if not v["shrunk"]), (board, values)
         dark = layout["bg"] == "rgb(13, 17, 23)"
         assert dark == (theme == "dark"), layout["bg"]
         shot = tmp_path / f"{board}-{width}x{height}-{theme}.png"
@@ -190,6 +195,34 @@ async def test_every_board_fits_a_tv_screen_without_scrolling(browser, api_serve
         assert shot.stat().st_size > 10_000
     await page.close()
 
+
+
+@pytest.mark.parametrize("width, height", [(1920, 1080), (1280, 720)])
+async def test_a_long_number_is_shrunk_to_fit_its_tile_never_cut(browser, api_server, width, height):
+    """At 9 % of the screen high, "692,9 k€" was wider than a narrow tile of the sales board and
+    lost its currency sign (seen at 1920x1080 in French). The page is given readings of a rep
+    nothing happens to, so the live stream cannot redraw over them."""
+    page = await browser.new_page(viewport={"width": width, "height": height})
+    await page.goto(f"{api_server['url']}/?board=sales&lang=fr&by=rep&key={unique('rep')}")
+    await page.wait_for_selector("body[data-connected='true']")
+    show = """([kpi, unit, value]) => {
+        const item = BOARDS.sales.find((i) => i.kind === "tile" && i.kpi === kpi);
+        readings.set(specOf(item), {kpi, by: scopeBy, unit, as_of: null,
+            values: [{key: scopeKey, value, target: null, attainment: null, pace: null, level: null, as_of: null}]});
+        render();  // synchronous: no stream message can come in between
+        const v = document.querySelector(`main .kind-tile[data-kpi="${kpi}"] .value`);
+        return {text: v.textContent, size: parseFloat(getComputedStyle(v).fontSize), scroll: v.scrollWidth,
+                room: v.clientWidth};
+    }"""
+    for kpi, unit, value, text in [("orders", "count", 123456789, "123\u202f456\u202f789"),
+                                   ("gross_margin", "currency", 692_912.5, "692,9\xa0k\xa0€")]:
+        long = await page.evaluate(show, [kpi, unit, value])
+        assert long["text"] == text, long
+        assert long["scroll"] <= long["room"], long  # all of it shows
+        assert 0.04 * height <= long["size"] < 0.085 * height, long  # smaller, still readable
+        short = await page.evaluate(show, [kpi, unit, 12])
+        assert short["size"] >= 0.085 * height and short["scroll"] <= short["room"], short  # back to full size
+    await page.close()
 
 async def test_a_saved_profile_configures_a_screen(browser, api_server, api):
     name = unique("floor")

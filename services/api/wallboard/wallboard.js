@@ -146,7 +146,21 @@ function render() {
   document.body.dataset.board = name;
   const main = document.getElementById("board");
   main.replaceChildren(...BOARDS[name].map(renderItem));
+  fitValues(main);
   renderAlerts();
+}
+
+// A tile's number is 9 % of the screen high unless it is then wider than its tile (a long figure
+// in a narrow tile: "692,9 k€" in French at 1920x1080), when it is as large as fits, never cut.
+function fitValues(root) {
+  for (const node of root.querySelectorAll(".value")) {
+    node.style.fontSize = "";
+    let size = parseFloat(getComputedStyle(node).fontSize);
+    for (let tries = 0; node.scrollWidth > node.clientWidth && tries < 8; tries++) {
+      size = Math.floor(size * Math.min(0.98, node.clientWidth / node.scrollWidth));
+      node.style.fontSize = `${size}px`;
+    }
+  }
 }
 
 function renderItem(item) {
@@ -295,6 +309,7 @@ document.getElementById("scope").textContent = profileError ||
 loadDirectory().then(render);
 setInterval(loadDirectory, 300000);
 setInterval(tick, 1000);
+window.addEventListener("resize", () => fitValues(document.getElementById("board")));
 tick();
 show(Math.max(0, boardNames.indexOf(params.get("board") || boardNames[0])));
 connect();
