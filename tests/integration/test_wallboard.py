@@ -196,7 +196,6 @@ async def test_every_board_fits_a_tv_screen_without_scrolling(browser, api_serve
     await page.close()
 
 
-
 @pytest.mark.parametrize("width, height", [(1920, 1080), (1280, 720)])
 async def test_a_long_number_is_shrunk_to_fit_its_tile_never_cut(browser, api_server, width, height):
     """At 9 % of the screen high, "692,9 k€" was wider than a narrow tile of the sales board and
@@ -223,6 +222,7 @@ async def test_a_long_number_is_shrunk_to_fit_its_tile_never_cut(browser, api_se
         short = await page.evaluate(show, [kpi, unit, 12])
         assert short["size"] >= 0.085 * height and short["scroll"] <= short["room"], short  # back to full size
     await page.close()
+
 
 async def test_a_saved_profile_configures_a_screen(browser, api_server, api):
     name = unique("floor")
