@@ -3,9 +3,9 @@
 One `LiveHub` per API process follows the read model's version (readmodel.VERSION, bumped in
 the same round trip as every row, directory record or target written), every POLL_SECONDS,
 for the KPIs, and the records of kpi.alerts for the alerts (a fetch the broker answers as one
-arrives). When one moves, the hub bumps its own version of that kind and wakes the streams, which read again
-what their screen shows (through the same readings as GET /kpis, so KPIs computed when read
-are pushed too) and send what differs. Readings are shared between the streams of one
+arrives). When one moves, the hub bumps its own version of that kind and wakes the streams,
+which read again what their screen shows (through the same readings as GET /kpis, so KPIs
+computed when read are pushed too) and send what differs. Readings are shared between the streams of one
 version, so a hundred screens on the same board cost one reading per change, and KPI
 readings are redone at most every MIN_WAKE_SECONDS.
 
