@@ -5,12 +5,13 @@ the same round trip as every row, directory record or target written), every POL
 for the KPIs, and the records of kpi.alerts for the alerts (a fetch the broker answers as one
 arrives). When one moves, the hub bumps its own version of that kind and wakes the streams,
 which read again what their screen shows (through the same readings as GET /kpis, so KPIs
-computed when read are pushed too) and send what differs. Readings are shared between the streams of one
-version, so a hundred screens on the same board cost one reading per change, and KPI
-readings are redone at most every MIN_WAKE_SECONDS.
+computed when read are pushed too) and send what differs. Readings are shared between the
+streams of one version, so a hundred screens on the same board cost one reading per change,
+and KPI readings are redone at most every MIN_WAKE_SECONDS.
 
-Every replica sees every change (nothing is consumed), and one reconnecting to Redis or Kafka
-reads everything again. Until 2026-11-24 the KPI side followed kpi.updates' end offsets: a
+Every replica sees every change (nothing is consumed, no offset committed); one reconnecting
+to Redis reads everything again, and the alert changes made while its Kafka connection was
+down are fetched once it is back. Until 2026-11-24 the KPI side followed kpi.updates' end offsets: a
 screen then waited for the processor's next push (under load, pushes were paced to a quarter
 of a worker's time: every 0.3 s at 5,000 events/s) where the rows were in Redis already.
 """
