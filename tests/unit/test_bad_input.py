@@ -111,7 +111,7 @@ def aggregator() -> Aggregator:
     return Aggregator(TZ, CurrencyConverter("EUR", {"USD": Decimal("0.9")}), Directory(), 365, Retention({}, 0))
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=600, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(broken(), min_size=1, max_size=8), st.randoms(use_true_random=False))
 def test_every_broken_event_is_refused_with_a_reason_or_accounted_for(raws, rng: random.Random):
     valid, refused = [], 0
@@ -159,7 +159,7 @@ def edited(event_type: str, **data) -> bytes:
     return orjson.dumps({**doc, "data": {**doc["data"], **data}})
 
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1500, suppress_health_check=[HealthCheck.too_slow])
 @given(broken())
 # What the compiled types cannot say alone (fastcheck's `when` and `unique`), at their edges:
 @example(edited("survey.answered", kind="csat", score=6))

@@ -184,7 +184,7 @@ def nonzero(rows) -> dict:
     return {(k, name): v for k, measures in rows.items() for name, v in measures.items() if v}
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=400)
 @given(customer_logs())
 def test_freezing_old_orders_changes_no_figure(log):
     """What the processor books (deltas of the state, nothing when it freezes) equals the figures
@@ -201,7 +201,7 @@ def test_freezing_old_orders_changes_no_figure(log):
     assert nonzero(booked_rows) == whole_history(events, horizon)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=400)
 @given(customer_logs())
 def test_booking_a_new_last_order_by_walking_on_gives_the_figures_of_the_whole_history(log):
     """The aggregator books a customer's next order by walking on from its last state (Walk)
@@ -279,7 +279,7 @@ def test_cancelling_the_last_order_goes_back_to_the_walk_before_it_without_walki
     assert booked_rows(groups) == whole(before) == whole(cancelled)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(st.one_of(customer_logs(), customer_logs(delay=timedelta(days=900), freezes=False)),
        st.integers(1, 3), st.integers(1, 3))
 def test_walking_again_from_a_checkpoint_gives_the_figures_of_the_whole_history(log, every, kept):
@@ -334,7 +334,7 @@ def test_a_late_order_an_older_cancellation_or_a_late_churn_walks_the_last_order
     assert booked_rows(groups) == whole(again)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(st.lists(st.tuples(st.sampled_from([f"o{i}" for i in range(8)]),  # ids recur: updates, cancels
                           st.integers(0, 5),  # few distinct days: ties on placed_at, ordered by id
                           st.booleans()), max_size=30))
@@ -351,7 +351,7 @@ def test_a_customers_orders_are_its_placed_orders_sorted_by_time_then_id(changes
     assert [(o.placed_at, o.order_id) for o in (state.orders if state else ())] == expected
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(st.lists(st.tuples(st.sampled_from([f"o{i}" for i in range(8)]),
                           st.integers(0, 5),  # an order placed again may move: placed_at changes
                           st.booleans(),  # cancelled

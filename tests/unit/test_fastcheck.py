@@ -37,7 +37,7 @@ def test_sent_events_pass_the_fast_check_where_their_schema_compiled():
         assert passes(name, doc["data"]) is (compiled(name) is not None), doc
 
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1500, suppress_health_check=[HealthCheck.too_slow])
 @given(broken())
 def test_what_the_fast_check_accepts_its_schema_accepts(raw):
     try:
@@ -52,7 +52,7 @@ def test_what_the_fast_check_accepts_its_schema_accepts(raw):
             assert schema_accepts(name, data), name
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(st.sampled_from(SCHEMAS), json_values)
 def test_what_the_fast_check_accepts_of_any_json_its_schema_accepts(name, doc):
     if passes(name, doc):
@@ -99,7 +99,7 @@ ACTIVITY = next(d["data"] for d in SAMPLES if d["type"] == "activity.logged")
 SURVEY = next(d["data"] for d in SAMPLES if d["type"] == "survey.answered")
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(st.lists(st.sampled_from(["rep-01", "rep-02", "rep-03", "", "x" * 201]), max_size=5) | json_values)
 def test_participants_pass_the_fast_check_exactly_when_the_schema_accepts_them(participants):
     """The fast check of activity.logged is exact on its participants: duplicates fail it."""

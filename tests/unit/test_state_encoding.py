@@ -33,7 +33,7 @@ def from_scratch(encoded: dict) -> dict:
     return state_to_json(state_from_json(orjson.loads(orjson.dumps(encoded))))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150)
 @given(st.lists(st.tuples(st.integers(0, 40),  # which order: known ones change, others are new
                           st.integers(-5, 400),  # when: before, among or after the others
                           st.booleans()), min_size=1, max_size=12))

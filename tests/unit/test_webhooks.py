@@ -404,7 +404,7 @@ CHANGES = st.lists(st.builds(
     FIELD_VALUES, st.integers(0, 5), st.integers(0, 10**6)), max_size=8)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(CHANGES, st.randoms())
 def test_merging_is_order_independent_and_idempotent(changes, rnd):
     """Whatever the delivery order and however often an event is re-delivered, the merged
