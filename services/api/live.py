@@ -11,9 +11,10 @@ and KPI readings are redone at most every MIN_WAKE_SECONDS.
 
 Every replica sees every change (nothing is consumed, no offset committed); one reconnecting
 to Redis reads everything again, and the alert changes made while its Kafka connection was
-down are fetched once it is back. Until 2026-11-24 the KPI side followed kpi.updates' end offsets: a
-screen then waited for the processor's next push (under load, pushes were paced to a quarter
-of a worker's time: every 0.3 s at 5,000 events/s) where the rows were in Redis already.
+down are fetched once it is back. Until 2026-11-24 the KPI side followed kpi.updates' end
+offsets: a screen then waited for the processor's next push (under load, pushes were paced to
+a quarter of a worker's time: every 0.3 s at 5,000 events/s) where the rows were in Redis
+already.
 """
 
 from __future__ import annotations
