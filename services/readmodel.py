@@ -9,6 +9,8 @@ Layout (prefix `sp:`):
 - `sp:years`                            set of the year buckets with a row (where date windows start).
 - `sp:targets`                          hash, field kpi/by/key/period -> target document.
 - `sp:rules`, `sp:profiles`             hash, name -> alert rule / wallboard profile document.
+- `sp:copies:loaded`                    set before an API copies targets, rules, profiles and the
+  directory from their topics; missing (Redis restarted empty) makes the API copy them again.
 - `sp:alerts:active`                    hash, alert series -> its latest alert event (not resolved).
 - `sp:alerts:history`                   list of alert events, newest first, capped.
 - `sp:alerts:loaded`                    set once the alert state was copied from kpi.alerts.
@@ -48,6 +50,7 @@ TARGETS = PREFIX + "targets"
 ALERTS_ACTIVE = PREFIX + "alerts:active"
 ALERTS_HISTORY = PREFIX + "alerts:history"
 ALERTS_LOADED = PREFIX + "alerts:loaded"
+COPIES_LOADED = PREFIX + "copies:loaded"
 SYNCED = PREFIX + "synced"
 YEARS = PREFIX + "years"
 DIRECTORY = PREFIX + "dir:"
@@ -406,6 +409,14 @@ class ReadModel:
 
     async def target_book(self) -> TargetBook:
         return TargetBook(await self.target_docs())
+
+    async def mark_copies_loading(self) -> None:
+        """Noted before the copy of targets, rules, profiles and directory starts: a Redis
+        emptied at any moment after it lacks the mark, so the copy is made again."""
+        await self.redis.set(COPIES_LOADED, 1)
+
+    async def copies_known(self) -> bool:
+        return bool(await self.redis.exists(COPIES_LOADED))
 
     # --- alert rules and alerts --------------------------------------------------------
 

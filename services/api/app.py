@@ -46,8 +46,12 @@ log = logging.getLogger(__name__)
 API_PREFIX = "/api/v1"
 
 
+RECOPY_CHECK_SECONDS = 5.0
+
+
 async def connect_kafka(app: FastAPI) -> None:
-    """Create topics, start the producer, load targets and the directory; retried until Kafka answers."""
+    """Create topics, start the producer, load targets and the directory; retried until Kafka
+    answers. Then keep those copies: if Redis comes back empty, they are made again."""
     state = app.state
     delay = 0.5
     while True:
@@ -56,13 +60,10 @@ async def connect_kafka(app: FastAPI) -> None:
             if not state.kafka_connected.is_set():
                 await state.producer.start()
                 state.kafka_connected.set()
-            copied = await replay_targets(state.settings.kafka_bootstrap_servers, state.readmodel)
-            for documents in (RULES, PROFILES):
-                copied += await documents.replay(state.settings.kafka_bootstrap_servers, state.readmodel)
-            records = await replay_directory(state.settings.kafka_bootstrap_servers, state.readmodel)
+            copied, records = await copy_durable_documents(state)
             state.targets_loaded.set()
             log.info("connected to Kafka; %d target, rule and profile, %d directory records loaded", copied, records)
-            return
+            break
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - keep trying; /readyz reports the state
@@ -70,6 +71,34 @@ async def connect_kafka(app: FastAPI) -> None:
             log.debug("connect failure", exc_info=True)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
+    await keep_durable_documents(state)
+
+
+async def copy_durable_documents(state) -> tuple[int, int]:
+    """Copy targets, rules, profiles and the directory from their compacted topics to Redis:
+    (targets, rules and profiles copied, directory records copied)."""
+    await state.readmodel.mark_copies_loading()
+    copied = await replay_targets(state.settings.kafka_bootstrap_servers, state.readmodel)
+    for documents in (RULES, PROFILES):
+        copied += await documents.replay(state.settings.kafka_bootstrap_servers, state.readmodel)
+    return copied, await replay_directory(state.settings.kafka_bootstrap_servers, state.readmodel)
+
+
+async def keep_durable_documents(state) -> None:
+    """Copy them again whenever Redis has lost them (restarted without persistence, flushed),
+    as the processors copy their rows and the alerting service its alerts."""
+    while True:
+        await asyncio.sleep(RECOPY_CHECK_SECONDS)
+        try:
+            if await state.readmodel.copies_known():
+                continue
+            copied, records = await copy_durable_documents(state)
+            log.warning("Redis had lost the targets, rules, profiles and directory: %d and %d records copied "
+                        "again from their topics", copied, records)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - Redis or Kafka away: the next check tries again
+            log.debug("durable documents not checked: %s", exc)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from aiokafka.errors import KafkaError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
+
+RETRY_SECONDS = 5  # what a 503 asks a client to wait (Retry-After)
 
 
 class ApiError(Exception):
@@ -42,6 +46,18 @@ def install_error_handlers(app: FastAPI) -> None:
         message = f"{first['field']}: {first['reason']}" if first["field"] else first["reason"]
         return JSONResponse(error_body("invalid_request", message, details), status_code=422)
 
+    @app.exception_handler(RedisError)
+    async def on_redis_away(request: Request, exc: RedisError) -> JSONResponse:
+        # Redis is a read model: what was acknowledged before is durable in Kafka, and a write
+        # that got this far is in its topic already, so the same request again is safe.
+        return unavailable("read_model_unavailable", f"Redis does not answer ({exc.__class__.__name__}); "
+                           f"{request.method} {request.url.path} is safe to retry shortly")
+
+    @app.exception_handler(KafkaError)
+    async def on_kafka_away(request: Request, exc: KafkaError) -> JSONResponse:
+        return unavailable("kafka_unavailable", f"Kafka did not answer ({exc.__class__.__name__}); "
+                           f"{request.method} {request.url.path} is safe to retry shortly")
+
     @app.exception_handler(StarletteHTTPException)
     async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
@@ -49,6 +65,10 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 405:  # every method of the path: Starlette names only its first route's
             headers["Allow"] = ", ".join(allowed_methods(request))
         return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code, headers=headers or None)
+
+
+def unavailable(code: str, message: str) -> JSONResponse:
+    return JSONResponse(error_body(code, message), status_code=503, headers={"Retry-After": str(RETRY_SECONDS)})
 
 
 def allowed_methods(request: Request) -> list[str]:

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 from redis.exceptions import RedisError
 
-from salespulse.api.errors import ApiError
+from salespulse.api.errors import RETRY_SECONDS, ApiError
 from salespulse.domain.kpis import CATALOG, Kpi, KpiValue
 from salespulse.domain.periods import PERIODS, SNAPSHOT, period_start
 from salespulse.domain.valuation import kpi_row_for, value_row, window_rows, window_sums
@@ -55,7 +55,7 @@ class LastGood:
             kept = self.answers.get(question)
             if kept is None:
                 raise ApiError(503, "read_model_unavailable", "Redis does not answer and this reading was not "
-                               "served before; retry shortly", headers={"Retry-After": "5"}) from None
+                               "served before; retry shortly", headers={"Retry-After": str(RETRY_SECONDS)}) from None
             return {**kept, "stale": True}
         self.answers[question] = answer
         self.answers.move_to_end(question)
