@@ -26,6 +26,7 @@ from salespulse.api.kafka import new_producer, replay_directory, replay_targets
 from salespulse.api.kpimetrics import KpiCollector
 from salespulse.api.live import LiveHub
 from salespulse.api.metrics import REQUESTS
+from salespulse.api.models import ERROR_MEANINGS
 from salespulse.api.reading import Readings
 from salespulse.api.routes import (
     directory,
@@ -47,6 +48,11 @@ API_PREFIX = "/api/v1"
 
 
 RECOPY_CHECK_SECONDS = 5.0
+SCOPE_NOTES = {
+    "read": "\n\nNeeds an API key with scope `read`, or a wallboard token.",
+    "write": "\n\nNeeds an API key with scope `write`.",
+    "ingest": "\n\nNeeds an API key with scope `ingest`.",
+}
 
 
 async def connect_kafka(app: FastAPI) -> None:
@@ -175,15 +181,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return response
 
     def openapi() -> dict:
-        """FastAPI's document, saying which operations are open (probes, webhooks with their own
-        signatures): the global key dependency would otherwise mark every one as needing a key."""
+        """FastAPI's document, with what the routes cannot say themselves: the scope each operation
+        needs (and its 401 and 403), and which are open (probes, webhooks with their own
+        signatures), which the global key dependency would otherwise mark as needing a key."""
         if app.openapi_schema is None:
             document = get_openapi(title=app.title, version=app.version, description=app.description,
                                    routes=app.routes)
+            document["components"]["securitySchemes"]["WallboardToken"] = {
+                "type": "apiKey", "in": "query", "name": "token",
+                "description": "A wallboard token (WALLBOARD_TOKENS) in the URL, for reads only: a browser's "
+                               "EventSource cannot send headers."}
             for path, operations in document.get("paths", {}).items():
                 for method, operation in operations.items():
-                    if needed_scope(method.upper(), path) is None:
+                    scope = needed_scope(method.upper(), path)
+                    if scope is None:
                         operation["security"] = []
+                        continue
+                    operation["description"] = (operation.get("description", "") + SCOPE_NOTES[scope]).lstrip()
+                    if scope == "read":
+                        operation["security"] = [*operation["security"], {"WallboardToken": []}]
+                    operation["responses"].update({str(status): {
+                        "description": ERROR_MEANINGS[status],
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
+                    } for status in (401, 403)})
             app.openapi_schema = document
         return app.openapi_schema
 

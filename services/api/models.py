@@ -21,7 +21,24 @@ class ErrorResponse(BaseModel):
     error: ErrorDetail
 
 
-ERRORS = {status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 422, 429, 503)}
+ERROR_MEANINGS = {
+    401: "No API key, or one this API does not know (`unauthorized`).",
+    403: "The key lacks the scope this operation needs (`forbidden`).",
+    404: "Not found: `code` names what (`unknown_kpi`, `unknown_rule`, ...).",
+    409: "In conflict with what is stored: `message` says with what.",
+    413: "Too much at once: `message` gives the limit.",
+    422: "Invalid request: `details` names each field and why (`field`, `reason`).",
+    429: "Over the ingest rate limit of this key (INGEST_RATE_LIMIT events/s); wait `Retry-After` seconds.",
+    503: "Redis (`read_model_unavailable`) or Kafka (`kafka_unavailable`) does not answer; the same "
+         "request is safe to repeat after `Retry-After` seconds.",
+}
+
+
+def errors(*statuses: int, **meanings: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI responses for the error statuses an operation can answer, each with what it means
+    (ERROR_MEANINGS; `e404="..."` says it for this operation)."""
+    return {status: {"model": ErrorResponse, "description": meanings.get(f"e{status}", ERROR_MEANINGS[status])}
+            for status in statuses}
 
 
 class KpiInfo(BaseModel):

@@ -13,10 +13,10 @@ from pydantic import Field
 from salespulse.api.dependencies import ProducerDep
 from salespulse.api.errors import ApiError
 from salespulse.api.metrics import INGESTED
-from salespulse.api.models import ERRORS, IngestResult
+from salespulse.api.models import IngestResult, errors
 from salespulse.contracts.events import InvalidEvent, parse_event, route_of
 
-router = APIRouter(prefix="/events", tags=["ingest"], responses=ERRORS)
+router = APIRouter(prefix="/events", tags=["ingest"])
 
 MAX_BATCH = 1000
 
@@ -47,7 +47,11 @@ def limit(request: Request, count: int) -> None:
                        f"retry in {wait:.1f}s", headers={"Retry-After": str(max(1, round(wait + 0.5)))})
 
 
-@router.post("", status_code=202, response_model=IngestResult)
+@router.post("", status_code=202, response_model=IngestResult, summary="Send events", responses=errors(
+    413, 422, 429, 503, e413=f"Over {MAX_BATCH} events in one request, or over INGEST_BURST (`batch_too_large`).",
+    e422="An event is invalid (`invalid_event`): `details` gives each bad event's index, id and reason; "
+         "none was accepted.", e503="Kafka did not take the events (`kafka_unavailable`): send them again, "
+         "re-sending the same event ids is safe."))
 async def create_events(body: EventsBody, producer: ProducerDep, request: Request) -> dict:
     """Validate every event; if all are valid produce them and answer once Kafka has them.
 

@@ -11,13 +11,14 @@ from salespulse.api.models import Health
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", response_model=Health)
+@router.get("/healthz", response_model=Health, summary="Liveness")
 async def read_health() -> dict:
-    """The process is up."""
+    """The process is up (a liveness probe: nothing else is checked)."""
     return {"status": "ok", "checks": {}}
 
 
-@router.get("/readyz", response_model=Health, responses={503: {"model": Health}})
+@router.get("/readyz", response_model=Health, summary="Readiness", responses={
+    503: {"model": Health, "description": "Not ready: `checks` says which of kafka, redis, targets is not."}})
 async def read_readiness(request: Request) -> JSONResponse:
     """Ready only when Kafka and Redis answer and the targets have been loaded."""
     state = request.app.state

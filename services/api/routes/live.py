@@ -12,11 +12,11 @@ from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from pydantic import StringConstraints
 
 from salespulse.api.errors import ApiError
-from salespulse.api.models import ERRORS
+from salespulse.api.models import errors
 from salespulse.api.reading import check_dimension, find_kpi
 from salespulse.domain.periods import PERIODS
 
-router = APIRouter(tags=["live"], responses=ERRORS)
+router = APIRouter(tags=["live"])
 page = APIRouter(include_in_schema=False)
 
 HEARTBEAT_SECONDS = 15.0
@@ -41,13 +41,18 @@ def parse_watch(spec: str) -> tuple[str, str, str]:
     return kpi_id, by, period
 
 
-@router.get("/stream", response_class=StreamingResponse, responses={200: {
-    "content": {"text/event-stream": {}},
-    "description": "`kpi` events (id = the watch spec, reading = as GET /kpis/{kpi} returns it) and "
-                   "`alerts` events (the active alerts). The current state is sent at once on connect."}})
+@router.get("/stream", response_class=StreamingResponse, summary="Follow KPIs and alerts live", responses={
+    200: {"content": {"text/event-stream": {}},
+          "description": "`kpi` events (id = the watch spec, reading = as GET /kpis/{kpi} returns it) and "
+                         "`alerts` events (the active alerts). The current state is sent at once on connect."},
+    **errors(404, 422, e404="A watch names no KPI of that id (`unknown_kpi`).")})
 async def stream(request: Request, watch: Annotated[list[Annotated[str, StringConstraints(pattern=WATCH)]], Query(
         description="What to follow, as kpi:by:period (today's bucket), e.g. `revenue:all:month`; repeatable.",
         max_length=50)] = ()) -> StreamingResponse:
+    """Server-Sent Events: each watched reading when it changes (within a processor batch of the
+    events that change it), the active alerts when they change, a comment every 15 s. The
+    stream outlives a Redis outage (readings resume once it is back); a browser's EventSource
+    reconnects by itself. Wallboards pass their token as `?token=`."""
     specs = [parse_watch(spec) for spec in watch]
     hub = request.app.state.live
     readmodel = request.app.state.readmodel

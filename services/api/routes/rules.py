@@ -10,11 +10,12 @@ from fastapi import APIRouter, Path, Query, Response
 from salespulse.api.dependencies import ProducerDep, ReadModelDep
 from salespulse.api.documents import RULES
 from salespulse.api.errors import ApiError
-from salespulse.api.models import ERRORS, AlertOut, RuleIn, RuleOut
+from salespulse.api.models import AlertOut, RuleIn, RuleOut, errors
 from salespulse.api.reading import check_dimension, find_kpi
 from salespulse.domain.alerts import rule_from_doc
 
-router = APIRouter(tags=["alerts"], responses=ERRORS)
+router = APIRouter(tags=["alerts"])
+UNKNOWN_RULE = errors(404, 422, 503, e404="No rule of that id (`unknown_rule`).")
 
 RuleId = Annotated[str, Path(description="Your name for the rule: letters, digits, `.`, `_`, `-`.",
                              max_length=100, pattern=r"^[A-Za-z0-9._-]+$")]
@@ -37,37 +38,48 @@ def _checked(rule_id: str, body: RuleIn) -> dict:
     return {**doc, "direction": kpi.direction, "updated_at": datetime.now(timezone.utc).isoformat()}
 
 
-@router.get("/rules", response_model=list[RuleOut])
+@router.get("/rules", response_model=list[RuleOut], responses=errors(503), summary="List the alert rules")
 async def read_rules(readmodel: ReadModelDep) -> list[dict]:
+    """Every alert rule, by id."""
     return [{"id": rule_id, **doc} for rule_id, doc in (await RULES.all(readmodel)).items()]
 
 
-@router.get("/rules/{rule_id}", response_model=RuleOut)
+@router.get("/rules/{rule_id}", response_model=RuleOut, responses=UNKNOWN_RULE, summary="Read an alert rule")
 async def read_rule(rule_id: RuleId, readmodel: ReadModelDep) -> dict:
+    """One alert rule, as it was put, with the KPI's direction and when it last changed."""
     return {"id": rule_id, **await RULES.get(readmodel, rule_id)}
 
 
-@router.put("/rules/{rule_id}", response_model=RuleOut)
+@router.put("/rules/{rule_id}", response_model=RuleOut, summary="Create or replace an alert rule",
+            responses=errors(404, 422, 503, e404="The rule names no KPI of that id (`unknown_kpi`)."))
 async def put_rule(rule_id: RuleId, body: RuleIn, producer: ProducerDep, readmodel: ReadModelDep) -> dict:
-    """Create or replace a rule; the alerting service applies it at its next evaluation."""
+    """Create or replace a rule; the alerting service applies it at its next evaluation.
+
+    A rule watches a KPI for one value of a dimension (or `*`, each value) in the current
+    bucket of a period kind, and raises an alert at each level whose threshold it crosses on
+    the KPI's bad side. Kept in the compacted `kpi.rules` topic: it survives restarts."""
     doc = _checked(rule_id, body)
     await RULES.put(producer, readmodel, rule_id, doc)
     return {"id": rule_id, **doc}
 
 
-@router.delete("/rules/{rule_id}", status_code=204, response_class=Response)
+@router.delete("/rules/{rule_id}", status_code=204, response_class=Response, responses=UNKNOWN_RULE,
+               summary="Delete an alert rule")
 async def delete_rule(rule_id: RuleId, producer: ProducerDep, readmodel: ReadModelDep) -> Response:
     """Delete a rule; its active alerts are resolved."""
     await RULES.delete(producer, readmodel, rule_id)
     return Response(status_code=204)
 
 
-@router.get("/alerts", response_model=list[AlertOut])
+@router.get("/alerts", response_model=list[AlertOut], responses=errors(422, 503), summary="List the alerts")
 async def read_alerts(readmodel: ReadModelDep,
                       state: Annotated[Literal["active", "all"], Query(
                           description="`active`: alerts raised and not resolved (their latest change); "
                                       "`all`: every change, newest first.")] = "active",
-                      limit: Annotated[int, Query(ge=1, le=10_000)] = 500) -> list[dict]:
+                      limit: Annotated[int, Query(ge=1, le=10_000, description="At most this many.")] = 500,
+                      ) -> list[dict]:
+    """The alerts raised by the rules: those active now (newest first), or every change
+    (raised, level changed, resolved) with its value, threshold and time."""
     if state == "active":
         return (await readmodel.active_alerts())[:limit]
     return await readmodel.alert_history(limit)

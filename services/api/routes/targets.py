@@ -10,13 +10,15 @@ from fastapi import APIRouter, Path, Response
 
 from salespulse.api.dependencies import ProducerDep, ReadModelDep
 from salespulse.api.errors import ApiError
-from salespulse.api.models import ERRORS, TargetIn, TargetOut
+from salespulse.api.models import TargetIn, TargetOut, errors
 from salespulse.api.reading import check_dimension, find_kpi
 from salespulse.contracts.topics import KPI_TARGETS
 from salespulse.domain.periods import parse_period
 from salespulse.domain.targets import ANY_KEY, TargetId
 
-router = APIRouter(prefix="/targets", tags=["targets"], responses=ERRORS)
+router = APIRouter(prefix="/targets", tags=["targets"])
+KpiId = Annotated[str, Path(description="The KPI's id (GET /api/v1/kpis).", max_length=80)]
+By = Annotated[str, Path(description="One of the KPI's dimensions: `all`, `rep`, `team`, ...", max_length=40)]
 
 PeriodPath = Annotated[str, Path(
     description="`month` sets the target of every month; `2026-11` (or 2026-11-22, 2026-W47, "
@@ -45,15 +47,20 @@ def _out(tid: TargetId, doc: dict) -> dict:
     return {"kpi": tid.kpi, "by": tid.by, "key": tid.key, "period": tid.period, **doc}
 
 
-@router.get("", response_model=list[TargetOut])
+@router.get("", response_model=list[TargetOut], responses=errors(503), summary="List the targets")
 async def read_targets(readmodel: ReadModelDep) -> list[dict]:
+    """Every target set, by KPI, dimension, key and period."""
     docs = await readmodel.target_docs()
     return [_out(tid, doc) for tid, doc in sorted(docs.items(), key=lambda item: item[0].encode())]
 
 
-@router.put("/{kpi}/{by}/{key}/{period}", response_model=TargetOut)
-async def update_target(kpi: str, by: str, key: KeyPath, period: PeriodPath, body: TargetIn,
+@router.put("/{kpi}/{by}/{key}/{period}", response_model=TargetOut, summary="Set a target",
+            responses=errors(404, 422, 503, e404="No KPI of that id (`unknown_kpi`)."))
+async def update_target(kpi: KpiId, by: By, key: KeyPath, period: PeriodPath, body: TargetIn,
                         producer: ProducerDep, readmodel: ReadModelDep) -> dict:
+    """Set the objective of a KPI for one value of a dimension (or `*`, each value) and a period
+    kind or bucket; the most specific target wins. Readings show it with attainment, pace and
+    level at once. Kept in the compacted `kpi.targets` topic: it survives restarts."""
     tid = _target_id(kpi, by, key, period)
     doc = {"target": body.target, "alert_at": body.alert_at,
            "updated_at": datetime.now(timezone.utc).isoformat()}
@@ -62,9 +69,11 @@ async def update_target(kpi: str, by: str, key: KeyPath, period: PeriodPath, bod
     return _out(tid, doc)
 
 
-@router.delete("/{kpi}/{by}/{key}/{period}", status_code=204, response_class=Response)
-async def delete_target(kpi: str, by: str, key: KeyPath, period: PeriodPath,
+@router.delete("/{kpi}/{by}/{key}/{period}", status_code=204, response_class=Response, summary="Remove a target",
+               responses=errors(404, 422, 503, e404="No such KPI (`unknown_kpi`) or no such target (`unknown_target`)."))
+async def delete_target(kpi: KpiId, by: By, key: KeyPath, period: PeriodPath,
                         producer: ProducerDep, readmodel: ReadModelDep) -> Response:
+    """Remove the target set at exactly this KPI, dimension, key and period."""
     tid = _target_id(kpi, by, key, period)
     if tid not in await readmodel.target_docs():
         raise ApiError(404, "unknown_target", f"no target {tid.encode()}")

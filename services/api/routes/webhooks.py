@@ -13,12 +13,11 @@ from salespulse.api.dependencies import ProducerDep, ReadModelDep, SettingsDep
 from salespulse.api.errors import ApiError
 from salespulse.api.intake import Intake
 from salespulse.api.metrics import WEBHOOK_REQUESTS
-from salespulse.api.models import ERRORS, WebhookResult
+from salespulse.api.models import WebhookResult, errors
 from salespulse.webhooks.core import Malformed
 from salespulse.webhooks.providers import PROVIDERS, Delivery
 
-router = APIRouter(prefix="/webhooks", tags=["webhooks"], responses={
-    **ERRORS, **{status: ERRORS[404] for status in (401, 403, 413)}})
+router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 
 MAX_BODY_BYTES = 1024 * 1024
 BODY = {"requestBody": {"required": True, "content": {
@@ -36,7 +35,14 @@ def _public_url(request: Request, base: str | None) -> str:
     return base.rstrip("/") + request.url.path + (f"?{query}" if query else "")
 
 
-@router.post("/{provider}", response_model=WebhookResult, openapi_extra=BODY)
+@router.post("/{provider}", response_model=WebhookResult, openapi_extra=BODY, summary="Take a provider's webhook",
+             responses=errors(401, 403, 404, 413, 422, 503,
+                              e401="Not signed with the provider's secret configured here (`bad_signature`).",
+                              e403="This provider's secrets are not configured (`provider_disabled`).",
+                              e404="No such provider (`unknown_provider`).",
+                              e413=f"A body over {MAX_BODY_BYTES} bytes (`body_too_large`).",
+                              e422="A payload the provider would not send (`malformed_payload`).",
+                              e503="Kafka or Redis does not answer (`unavailable`): the provider's retry is safe."))
 async def receive(provider: ProviderName, request: Request, settings: SettingsDep, producer: ProducerDep,
                   readmodel: ReadModelDep) -> dict:
     """Take a provider's native webhook: check its signature, translate its events into canonical
