@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from datetime import datetime
@@ -138,6 +139,9 @@ def parse_event(doc: Any) -> Envelope:
     """Validate a decoded CloudEvent and build its typed domain event."""
     if not isinstance(doc, dict):
         raise InvalidEvent(f"an event must be a JSON object, got {type(doc).__name__}")
+    odd = _non_finite(doc, "event")
+    if odd:  # Python's json reads NaN and Infinity (JSON has neither) and the schemas let NaN by
+        raise InvalidEvent(f"{odd} is not a finite number (JSON has no NaN or Infinity)")
     _check("cloudevent.json", doc, "event")
     event_type = doc["type"]
     cls = EVENT_CLASSES.get(event_type)
@@ -155,6 +159,17 @@ def parse_event(doc: Any) -> Envelope:
     except ValueError as exc:
         raise InvalidEvent(f"event: {exc}") from None
     return Envelope(id=doc["id"], source=doc["source"], type=event_type, time=time, data=payload)
+
+
+def _non_finite(value: Any, where: str) -> str | None:
+    """The path to the first NaN or infinity in a decoded document, if any."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else where
+    if isinstance(value, dict):
+        return next((odd for key, item in value.items() if (odd := _non_finite(item, f"{where}.{key}"))), None)
+    if isinstance(value, list):
+        return next((odd for i, item in enumerate(value) if (odd := _non_finite(item, f"{where}[{i}]"))), None)
+    return None
 
 
 # Valid events checked and parsed in one pass (fastcheck.whole) rather than parsed by orjson, then

@@ -18,11 +18,19 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from salespulse.bench.workload import history
-from salespulse.contracts.events import ROUTES, InvalidEvent, _decoded_checked, _decoded_whole, decode_event
+from salespulse.contracts.events import (
+    ROUTES,
+    InvalidEvent,
+    _decoded_checked,
+    _decoded_whole,
+    decode_event,
+    parse_event,
+)
 from salespulse.domain.aggregation import Aggregator, SourceEvent
 from salespulse.domain.directory import Directory
 from salespulse.domain.money import CurrencyConverter
@@ -172,3 +180,35 @@ def test_the_one_pass_decode_accepts_only_what_the_checks_accept_and_builds_the_
     if whole is not None:
         # repr, not ==: an aware datetime equals the same instant in another zone, a Decimal 1.0 equals 1
         assert repr(whole) == repr(decoded_checked(raw))
+
+
+def numbers_in(doc):
+    """The paths to every number of a JSON document, and to every amount given as a decimal string."""
+    def numeric(value) -> bool:
+        if isinstance(value, str):
+            return value.replace(".", "", 1).isdigit()
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    return [path for path in paths(doc) if numeric(_at(doc, path))]
+
+
+def _at(doc, path):
+    for step in path:
+        doc = doc[step]
+    return doc
+
+
+NUMBERED = [doc for doc in SAMPLES if numbers_in(doc["data"])]
+
+
+@given(st.sampled_from(NUMBERED), st.sampled_from([float("nan"), float("inf"), float("-inf")]), st.data())
+def test_nan_or_infinity_anywhere_in_an_event_posted_is_refused_by_its_name(doc, bad, data):
+    # Python's json, which decodes POST /events bodies, reads NaN and Infinity; JSON has neither,
+    # and what Kafka would get (orjson writes them as null) would not be what was sent.
+    doc = json.loads(json.dumps(doc))
+    path = data.draw(st.sampled_from(numbers_in(doc["data"])))
+    _at(doc["data"], path[:-1])[path[-1]] = bad
+    with pytest.raises(InvalidEvent) as refused:
+        parse_event(doc)
+    named = "event.data" + "".join(f"[{step}]" if isinstance(step, int) else f".{step}" for step in path)
+    assert str(refused.value).startswith(named + " is not a finite number")
