@@ -17,6 +17,7 @@ from salespulse.contracts import fastcheck
 from salespulse.contracts.schemas import validator
 from salespulse.domain.events import EVENT_CLASSES, Envelope, OrderLine
 from salespulse.domain.money import to_decimal
+from salespulse.domain.periods import YEARS  # (a year 9999 order plus a year of activity overflowed a batch)
 
 MAX_EVENT_BYTES = 256 * 1024
 
@@ -75,12 +76,6 @@ def _check(schema: str, doc: Any, where: str) -> None:
         raise InvalidEvent(path) from None
     except fastjsonschema.JsonSchemaException as exc:
         raise InvalidEvent(f"{where}: {exc}") from None
-
-
-# Date-times outside these years are refused: no sale happens there, and the periods, windows
-# and activity spells computed from one (a year 9999 order plus a year of activity) would
-# overflow Python's dates in the middle of a batch.
-YEARS = (1900, 2999)
 
 
 def _moment(name: str, value: str) -> datetime:

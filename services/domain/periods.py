@@ -10,6 +10,10 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 PERIODS: tuple[str, ...] = ("day", "week", "month", "quarter", "year")
+# The years a sale, a reading or a target can fall in: no sale happens outside them, and the
+# periods, windows and spells computed from a moment near Python's date limits would overflow.
+YEARS = (1900, 2999)
+FIRST_DAY, LAST_DAY = date(YEARS[0], 1, 1), date(YEARS[1], 12, 31)
 SNAPSHOT = "now"  # the pseudo-period of state KPIs (open pipeline): one current value
 
 
@@ -107,16 +111,20 @@ def parse_period(text: str) -> tuple[str, date | None]:
         parts = [int(p) for p in match.groups()]
         try:
             if kind == "day":
-                return kind, date(*parts)
-            if kind == "week":
-                return kind, date.fromisocalendar(parts[0], parts[1], 1)
-            if kind == "month":
-                return kind, date(parts[0], parts[1], 1)
-            if kind == "quarter":
-                return kind, date(parts[0], 3 * (parts[1] - 1) + 1, 1)
-            return kind, date(parts[0], 1, 1)
+                start = date(*parts)
+            elif kind == "week":
+                start = date.fromisocalendar(parts[0], parts[1], 1)
+            elif kind == "month":
+                start = date(parts[0], parts[1], 1)
+            elif kind == "quarter":
+                start = date(parts[0], 3 * (parts[1] - 1) + 1, 1)
+            else:
+                start = date(parts[0], 1, 1)
         except ValueError as exc:
             raise ValueError(f"{text!r} is not a real {kind}: {exc}") from None
+        if not YEARS[0] <= parts[0] <= YEARS[1]:
+            raise ValueError(f"{text!r} is outside the years {YEARS[0]}-{YEARS[1]}")
+        return kind, start
     raise ValueError(
         f"{text!r} is not a period: use day, week, month, quarter or year, or one bucket "
         f"such as 2026-11-22, 2026-W47, 2026-11, 2026-Q4 or 2026")

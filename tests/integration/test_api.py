@@ -37,6 +37,9 @@ async def test_an_empty_company_total_is_zero_not_missing(api):
     ("/api/v1/kpis/revenue?by=galaxy", 422, "unsupported_dimension"),
     ("/api/v1/kpis/revenue?period=decade", 422, "invalid_request"),
     ("/api/v1/kpis/revenue?at=2026-02-30", 422, "invalid_request"),
+    ("/api/v1/kpis/revenue?period=week&at=9999-12-31", 422, "invalid_request"),  # were 500s: the week's
+    ("/api/v1/kpis/revenue?period=quarter&at=0001-01-01", 422, "invalid_request"),  # end past date.max
+    ("/api/v1/leaderboards/churn_rate?period=year&at=3000-01-01", 422, "invalid_request"),
     ("/api/v1/leaderboards/revenue?limit=0", 422, "invalid_request"),
     ("/api/v1/nothing-here", 404, "not_found"),
 ])
@@ -50,6 +53,7 @@ async def test_errors_are_json_with_a_code_and_a_message(api, url, status, code)
 @pytest.mark.parametrize("path, body, code", [
     ("/api/v1/targets/revenue/rep/rep-1/decade", {"target": 1}, "invalid_period"),
     ("/api/v1/targets/revenue/rep/rep-1/2026-13", {"target": 1}, "invalid_period"),
+    ("/api/v1/targets/revenue/rep/rep-1/9999-W52", {"target": 1}, "invalid_period"),
     ("/api/v1/targets/pipeline_value/rep/rep-1/month", {"target": 1}, "invalid_period"),
     ("/api/v1/targets/revenue/all/rep-1/month", {"target": 1}, "invalid_key"),
     ("/api/v1/targets/revenue/rep/rep-1/month", {"target": -5}, "invalid_request"),

@@ -6,6 +6,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from salespulse.domain.periods import (
+    FIRST_DAY,
+    LAST_DAY,
     PERIODS,
     bucket_starts,
     next_period_start,
@@ -14,6 +16,7 @@ from salespulse.domain.periods import (
     period_start,
     progress,
 )
+from salespulse.domain.windows import ORIGIN, PERIOD_END, PERIOD_START, TOMORROW, Window, bounds, cover
 
 PARIS = ZoneInfo("Europe/Paris")
 
@@ -72,7 +75,21 @@ def test_period_labels(label, expected):
     assert parse_period(label) == expected
 
 
-@pytest.mark.parametrize("label", ["decade", "2026-13", "2026-W60", "2026-02-30", "26-11", ""])
+@pytest.mark.parametrize("label", ["decade", "2026-13", "2026-W60", "2026-02-30", "26-11", "", "9999", "0001-Q1",
+                                   "3000-01-01", "1899-W52"])
 def test_bad_period_labels_are_refused_with_a_reason(label):
-    with pytest.raises(ValueError, match="period|not a real"):
+    with pytest.raises(ValueError, match="period|not a real|outside the years"):
         parse_period(label)
+
+
+@given(st.sampled_from(PERIODS), st.dates(FIRST_DAY, LAST_DAY), st.sampled_from(["Pacific/Kiritimati", "Pacific/Niue"]))
+def test_every_day_the_api_can_be_asked_about_has_a_bucket_an_end_and_a_progress(kind, day, zone):
+    # GET /kpis?at= takes FIRST_DAY..LAST_DAY: each day's bucket, its end and the share elapsed
+    # of it are computable (9999-12-31's week ended past date.max: a 500), and so are its windows.
+    start = period_start(kind, day)
+    end = next_period_start(kind, start)
+    assert start <= day < end
+    assert 0.0 <= progress(kind, start, datetime.now(timezone.utc), ZoneInfo(zone)) <= 1.0
+    for window in (Window("w", "m", ORIGIN, PERIOD_END), Window("w", "m", PERIOD_START, TOMORROW)):
+        a, b = bounds(window, kind, start, today=day, origin=FIRST_DAY)
+        assert sum((next_period_start(k, s) - s).days for k, s in cover(a, b)) == (b - a).days

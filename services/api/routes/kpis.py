@@ -10,6 +10,7 @@ from fastapi import APIRouter, Path, Query
 from salespulse.api.dependencies import ReadingsDep, SettingsDep
 from salespulse.api.models import KpiInfo, KpiReading, Leaderboard, Period, errors
 from salespulse.domain.kpis import CATALOG
+from salespulse.domain.periods import FIRST_DAY, LAST_DAY
 
 router = APIRouter(tags=["kpis"])
 READ_ERRORS = errors(404, 422, 503, e404="No KPI of that id (`unknown_kpi`).")
@@ -17,7 +18,8 @@ READ_ERRORS = errors(404, 422, 503, e404="No KPI of that id (`unknown_kpi`).")
 KpiId = Annotated[str, Path(description="A KPI's id, as GET /api/v1/kpis lists them: `revenue`, `win_rate`, ...")]
 PeriodQuery = Annotated[Period, Query(description="The kind of period: the bucket read is the one holding `at`.")]
 By = Annotated[str, Query(description="Dimension: `all` (company total), `rep`, `team`, `region`, `product`, ... (each KPI lists its own in GET /api/v1/kpis).", max_length=40)]
-At = Annotated[date | None, Query(description="A day in the period; today in the business time zone by default.")]
+At = Annotated[date | None, Query(description="A day in the period; today in the business time zone by default.",
+                                   ge=FIRST_DAY, le=LAST_DAY)]
 
 
 @router.get("/kpis", response_model=list[KpiInfo], summary="List the KPIs")
