@@ -7,7 +7,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, Field, StringConstraints, field_validator
 
+from salespulse.domain.kpis import CATALOG
+
 Period = Literal["day", "week", "month", "quarter", "year"]
+# The catalog's KPI ids and dimensions, listed in the document (clients and fuzzers see what is
+# valid) but checked by the routes, which answer 404 `unknown_kpi` and 422 `unsupported_dimension`.
+KPI_IDS = {"enum": list(CATALOG)}
+DIMENSIONS = {"enum": sorted({dim for kpi in CATALOG.values() for dim in kpi.dimensions})}
 Level = Literal["anticipation", "balance", "alert"]
 
 
@@ -209,8 +215,8 @@ class ThresholdIn(BaseModel):
 
 
 class RuleIn(BaseModel):
-    kpi: str = Field(max_length=80)
-    by: str = Field("all", max_length=40)
+    kpi: str = Field(max_length=80, description="The KPI watched.", json_schema_extra=KPI_IDS)
+    by: str = Field("all", max_length=40, description="One of the KPI's dimensions.", json_schema_extra=DIMENSIONS)
     key: str = Field("all", max_length=200, description="A dimension value, or `*` for each value.")
     period: Literal["day", "week", "month", "quarter", "year", "now"] = Field(
         "day", description="The current bucket of this kind is watched; `now` for state KPIs.")

@@ -8,16 +8,18 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from salespulse.api.dependencies import ReadingsDep, SettingsDep
-from salespulse.api.models import KpiInfo, KpiReading, Leaderboard, Period, errors
+from salespulse.api.models import DIMENSIONS, KPI_IDS, KpiInfo, KpiReading, Leaderboard, Period, errors
 from salespulse.domain.kpis import CATALOG
 from salespulse.domain.periods import FIRST_DAY, LAST_DAY
 
 router = APIRouter(tags=["kpis"])
 READ_ERRORS = errors(404, 422, 503, e404="No KPI of that id (`unknown_kpi`).")
 
-KpiId = Annotated[str, Path(description="A KPI's id, as GET /api/v1/kpis lists them: `revenue`, `win_rate`, ...")]
+KpiId = Annotated[str, Path(description="A KPI's id, as GET /api/v1/kpis lists them: `revenue`, `win_rate`, ...",
+                            max_length=80, json_schema_extra=KPI_IDS)]
 PeriodQuery = Annotated[Period, Query(description="The kind of period: the bucket read is the one holding `at`.")]
-By = Annotated[str, Query(description="Dimension: `all` (company total), `rep`, `team`, `region`, `product`, ... (each KPI lists its own in GET /api/v1/kpis).", max_length=40)]
+By = Annotated[str, Query(description="Dimension: `all` (company total), `rep`, `team`, `region`, `product`, ... (each KPI lists its own in GET /api/v1/kpis).", max_length=40,
+                          json_schema_extra=DIMENSIONS)]
 At = Annotated[date | None, Query(description="A day in the period; today in the business time zone by default.",
                                    ge=FIRST_DAY, le=LAST_DAY)]
 

@@ -10,15 +10,16 @@ from fastapi import APIRouter, Path, Response
 
 from salespulse.api.dependencies import ProducerDep, ReadModelDep
 from salespulse.api.errors import ApiError
-from salespulse.api.models import TargetIn, TargetOut, errors
+from salespulse.api.models import DIMENSIONS, KPI_IDS, TargetIn, TargetOut, errors
 from salespulse.api.reading import check_dimension, find_kpi
 from salespulse.contracts.topics import KPI_TARGETS
 from salespulse.domain.periods import parse_period
 from salespulse.domain.targets import ANY_KEY, TargetId
 
 router = APIRouter(prefix="/targets", tags=["targets"])
-KpiId = Annotated[str, Path(description="The KPI's id (GET /api/v1/kpis).", max_length=80)]
-By = Annotated[str, Path(description="One of the KPI's dimensions: `all`, `rep`, `team`, ...", max_length=40)]
+KpiId = Annotated[str, Path(description="The KPI's id (GET /api/v1/kpis).", max_length=80, json_schema_extra=KPI_IDS)]
+By = Annotated[str, Path(description="One of the KPI's dimensions: `all`, `rep`, `team`, ...", max_length=40,
+                         json_schema_extra=DIMENSIONS)]
 
 PeriodPath = Annotated[str, Path(
     description="`month` sets the target of every month; `2026-11` (or 2026-11-22, 2026-W47, "
