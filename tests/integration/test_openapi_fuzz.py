@@ -42,7 +42,7 @@ def test_every_operation_answers_as_documented_and_never_with_a_server_error(api
     run = subprocess.run(
         [str(Path(sys.executable).with_name("schemathesis")), "run", f"{api_url}/openapi.json",
          "--checks", "all", "--exclude-checks", "ignored_auth,positive_data_acceptance",
-         "--header", f"X-API-Key: {KEY}", "--max-examples", "10", "--seed", "7", "--workers", "2",
+         "--header", f"X-API-Key: {KEY}", "--max-examples", "25", "--seed", "7", "--workers", "2",
          "--phases", "examples,fuzzing,stateful", "--generation-database", "none",
          "--exclude-path-regex", "/stream$", "--report-dir", str(tmp_path), "--no-color"],
         capture_output=True, text=True, timeout=900, cwd=tmp_path)  # its own files stay there
