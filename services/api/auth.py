@@ -1,7 +1,8 @@
 """Who may call /api/v1, and how often they may ingest.
 
 A request names itself with `Authorization: Bearer <key>` (or `X-API-Key: <key>`); a
-wallboard token may also come as `?token=` (a browser's EventSource cannot send headers).
+wallboard token may also come as `?token=` (a browser's EventSource cannot send headers), an
+API key may not (URLs end up in logs and histories, and a key can write).
 The scope a request needs follows from its route: POST /events needs `ingest`; any other
 GET needs `read`; any other method needs `write`. Health probes, the wallboard page, the
 OpenAPI document and /metrics are open; provider webhooks carry their providers' own
@@ -33,6 +34,7 @@ api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="T
 class Principal:
     name: str
     scopes: frozenset[str]
+    wallboard: bool = False  # a wallboard token: read only, and may come in the URL (?token=)
 
 
 ANONYMOUS = Principal("anonymous", frozenset({"read", "write", "ingest"}))
@@ -49,7 +51,7 @@ def needed_scope(method: str, path: str) -> str | None:
 class Keyring:
     def __init__(self, settings: Settings) -> None:
         self.keys = [(k.key.encode(), Principal(name, frozenset(k.scopes))) for name, k in settings.api_keys.items()]
-        self.keys += [(t.encode(), Principal(f"wallboard-token-{i}", frozenset({"read"})))
+        self.keys += [(t.encode(), Principal(f"wallboard-token-{i}", frozenset({"read"}), wallboard=True))
                       for i, t in enumerate(settings.wallboard_tokens)]
         self.open = not self.keys
 
@@ -73,13 +75,18 @@ async def authorize(request: Request,
     if keyring.open:
         request.state.principal = ANONYMOUS
         return
-    presented = (credentials.credentials if credentials else None) or header_key or request.query_params.get("token")
+    in_header = (credentials.credentials if credentials else None) or header_key
+    presented = in_header or request.query_params.get("token")
     if not presented:
         raise ApiError(401, "unauthorized", "an API key is needed: Authorization: Bearer <key>, X-API-Key: <key> "
                        "or, for wallboards, ?token=<token>", headers=CHALLENGE)
     principal = keyring.find(presented)
     if principal is None:
         raise ApiError(401, "unauthorized", "unknown API key or token", headers=CHALLENGE)
+    if not in_header and not principal.wallboard:
+        raise ApiError(401, "unauthorized", "an API key goes in a header (Authorization: Bearer <key> or X-API-Key), "
+                       "not in the URL, which logs and browser histories keep; only wallboard tokens may",
+                       headers=CHALLENGE)
     if scope not in principal.scopes:
         raise ApiError(403, "forbidden", f"{principal.name} has scopes {', '.join(sorted(principal.scopes))}; "
                        f"{request.method} {request.url.path} needs {scope}")

@@ -65,6 +65,16 @@ async def test_a_wallboard_token_reads_by_query_string_and_writes_nothing(secure
     assert stream.status_code == 401
 
 
+async def test_an_api_key_in_the_url_is_refused_where_logs_would_keep_it(secure_api):
+    for key in (READER, WRITER):
+        response = await secure_api.get("/api/v1/kpis/revenue", params={"token": key})
+        assert response.status_code == 401, key
+        assert "header" in response.json()["error"]["message"]
+    put = await secure_api.put(f"/api/v1/targets/revenue/rep/{unique('rep')}/month", json={"target": 1},
+                               params={"token": WRITER})
+    assert put.status_code == 401
+
+
 async def test_ingest_over_the_rate_limit_is_429_with_retry_after(secure_api):
     def event():
         return cloudevent("call.started", {"call_id": unique("c"), "rep_id": "rep-limit", "direction": "inbound",
