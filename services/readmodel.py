@@ -318,6 +318,20 @@ class ReadModel:
         results = await pipe.execute()
         return {row: _merge(parts) for row, parts in zip(rows, results)}
 
+    async def read_listed_rows(self, rows: Iterable[RowKey]) -> dict[RowKey, MergedRow]:
+        """As read_rows, reading only the rows listed in their bucket's key set (every row
+        written is, until it is deleted): the rest are empty. A date window per customer names
+        thousands of day, month and year rows, few of them ever written; reading each cost
+        ~50 us in the client (400 customers' overdue receivables: 6,800 rows, 0.25 s)."""
+        rows = list(rows)
+        buckets = sorted({row[:3] for row in rows})
+        pipe = self.redis.pipeline(transaction=False)
+        for period, start, dim in buckets:
+            pipe.smembers(keys_set(period, start, dim))
+        listed = {bucket: {key.decode() for key in keys} for bucket, keys in zip(buckets, await pipe.execute())}
+        read = await self.read_rows(row for row in rows if row.key in listed[row[:3]])
+        return {row: read.get(row) or MergedRow() for row in rows}
+
     async def years(self) -> list[str]:
         """Start dates of the year buckets that have rows, oldest first."""
         return sorted(y.decode() for y in await self.redis.smembers(YEARS))

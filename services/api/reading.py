@@ -130,7 +130,7 @@ class Readings:
         windows = {key: window_rows(kpi, period, None if kpi.snapshot else start, by, key, today, origin)
                    for key in keys}
         wanted = set(base.values()) | {r for w in windows.values() for rs in w.values() for r in rs}
-        read = await self.readmodel.read_rows(wanted)
+        read = await self.readmodel.read_listed_rows(wanted)
         out = {}
         for key in keys:
             merged = MergedRow(read[base[key]])

@@ -28,6 +28,28 @@ async def test_dropping_expired_parts_removes_a_row_only_once_no_part_is_left(re
         await readmodel.close()
 
 
+async def test_reading_only_listed_rows_reads_what_read_rows_reads(redis_url):
+    """A window names many rows never written: read_listed_rows skips those its key sets do not
+    list, and answers exactly as reading every one does, written, never written or deleted."""
+    readmodel = ReadModel.from_url(redis_url)
+    try:
+        dim = unique("dim")
+        written = [RowKey(period, start, dim, key) for period, start in (("day", "2020-03-02"), ("month", "2020-03-01"))
+                   for key in ("a", "b")]
+        await readmodel.write_rows([(0, row, {"due_cents": i + 1}) for i, row in enumerate(written)]
+                                   + [(1, written[0], {"due_cents": 10})])
+        await readmodel.delete_rows([(0, written[3]), (1, written[0])])  # one row gone, one part of another
+        never = [RowKey("day", "2020-03-03", dim, "a"), RowKey("day", "2020-03-02", dim, "c"),
+                 RowKey("year", "2020-01-01", unique("dim"), "a")]
+        rows = written + never
+        listed, every = await readmodel.read_listed_rows(rows), await readmodel.read_rows(rows)
+        assert listed == every == {written[0]: {"due_cents": 1}, written[1]: {"due_cents": 2},
+                                   written[2]: {"due_cents": 3}, written[3]: {}, **{row: {} for row in never}}
+        assert [listed[row].as_of is None for row in rows] == [every[row].as_of is None for row in rows]
+    finally:
+        await readmodel.close()
+
+
 async def test_a_whole_copy_drops_the_fields_an_earlier_version_wrote_per_topic(redis_url):
     """Earlier versions wrote a field per topic and partition (`sales.calls/3`); a partition
     copied whole replaces its fields by its one field per partition, and is synced only then."""
