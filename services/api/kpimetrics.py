@@ -54,7 +54,7 @@ class KpiCollector(Collector):
                     try:
                         reading = await self.readings.reading(kpi_id, by, period, None)
                     except Exception as exc:  # noqa: BLE001 - export what can be read
-                        log.warning("could not read %s by %s for /metrics: %s", kpi_id, by, period, exc)
+                        log.warning("could not read %s by %s per %s for /metrics: %s", kpi_id, by, period, exc)
                         continue
                     label_period = reading["period"]
                     kept, left_out = ends(best_first(kpi, reading["values"]), self.settings.metrics_max_series)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import os
 import re
 import shutil
@@ -104,9 +105,14 @@ def test_grafana_provisioning_points_at_the_dashboards():
 
 
 class FakeReadings:
-    """Readings of 50 reps, rep-00 best (most revenue)."""
+    """Readings of 50 reps, rep-00 best (most revenue); `failing`: dimensions whose read fails."""
+
+    def __init__(self, failing: tuple[str, ...] = ()) -> None:
+        self.failing = failing
 
     async def reading(self, kpi, by, period, at):
+        if by in self.failing:
+            raise ConnectionError("Redis away")
         return {"period": period, "values": [{"key": "all", "value": 1275.0, "target": None, "attainment": None,
                                               "pace": None}] if by == "all" else [
             {"key": f"rep-{i:02d}", "value": float(50 - i), "target": 100.0, "attainment": (50 - i) / 100,
@@ -124,3 +130,15 @@ async def test_kpi_gauges_keep_the_best_and_the_worst_values_up_to_the_cap():
     assert [(s.labels, s.value) for s in families["salespulse_kpi_series_omitted"].samples] == [
         ({"kpi": "revenue", "by": "rep", "period": "month"}, 45)]
     assert {s.labels["key"] for s in families["salespulse_kpi_pace"].samples} == set(values) - {"all"}
+
+
+async def test_a_reading_that_fails_is_logged_by_name_and_the_rest_still_exported(caplog):
+    settings = Settings(metrics_kpis=["revenue"], metrics_dimensions=["all", "rep"], metrics_periods=["month"],
+                        metrics_cache_seconds=0)
+    collector = KpiCollector(settings, FakeReadings(failing=("rep",)))
+    with caplog.at_level(logging.WARNING, logger="salespulse.api.kpimetrics"):
+        await collector.refresh()
+    families = {f.name: f for f in collector.collect()}
+    assert {s.labels["key"] for s in families["salespulse_kpi_value"].samples} == {"all"}
+    assert [r.getMessage() for r in caplog.records] == [
+        "could not read revenue by rep per month for /metrics: Redis away"]
