@@ -49,7 +49,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RedisError)
     async def on_redis_away(request: Request, exc: RedisError) -> JSONResponse:
         # Redis is a read model: what was acknowledged before is durable in Kafka, and a write
-        # that got this far is in its topic already, so the same request again is safe.
+        # failing here reached its topic or never began (PUT and DELETE): repeating it is safe.
         return unavailable("read_model_unavailable", f"Redis does not answer ({exc.__class__.__name__}); "
                            f"{request.method} {request.url.path} is safe to retry shortly")
 

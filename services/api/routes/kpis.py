@@ -18,8 +18,9 @@ READ_ERRORS = errors(404, 422, 503, e404="No KPI of that id (`unknown_kpi`).")
 KpiId = Annotated[str, Path(description="A KPI's id, as GET /api/v1/kpis lists them: `revenue`, `win_rate`, ...",
                             max_length=80, json_schema_extra=KPI_IDS)]
 PeriodQuery = Annotated[Period, Query(description="The kind of period: the bucket read is the one holding `at`.")]
-By = Annotated[str, Query(description="Dimension: `all` (company total), `rep`, `team`, `region`, `product`, ... (each KPI lists its own in GET /api/v1/kpis).", max_length=40,
-                          json_schema_extra=DIMENSIONS)]
+By = Annotated[str, Query(description="Dimension: `all` (company total), `rep`, `team`, `region`, `product`, ... "
+                                      "(each KPI lists its own in GET /api/v1/kpis).",
+                          max_length=40, json_schema_extra=DIMENSIONS)]
 At = Annotated[date | None, Query(description="A day in the period; today in the business time zone by default.",
                                    ge=FIRST_DAY, le=LAST_DAY)]
 
