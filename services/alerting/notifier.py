@@ -77,20 +77,23 @@ class WebhookReceiver:
         response.raise_for_status()
 
 
-class SlackReceiver:
-    """Slack incoming webhook format: `text` plus one section block."""
+def slack_message(event: dict[str, Any], wallboard_url: str) -> dict[str, Any]:
+    """Slack's incoming webhook payload: `text` plus one section block. Names come from the
+    directory and events, so &, < and > are escaped as Slack asks: a team called `<!channel>`
+    must not notify a whole channel, nor `<http://x|y>` make a link."""
+    text = summary(event).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return {"text": text,
+            "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": f"{text}\n<{wallboard_url}|Wallboard>"}}]}
 
+
+class SlackReceiver:
     name = "slack"
 
     def __init__(self, url: str, wallboard_url: str) -> None:
         self.url, self.wallboard_url = url, wallboard_url
 
     async def deliver(self, client: httpx.AsyncClient, event: dict[str, Any]) -> None:
-        text = summary(event)
-        response = await client.post(self.url, json={
-            "text": text,
-            "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": f"{text}\n<{self.wallboard_url}|Wallboard>"}}],
-        })
+        response = await client.post(self.url, json=slack_message(event, self.wallboard_url))
         response.raise_for_status()
 
 

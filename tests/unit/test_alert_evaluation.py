@@ -5,6 +5,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 
 from salespulse.alerting.evaluator import Evaluator
+from salespulse.alerting.notifier import slack_message
 from salespulse.domain.alerts import Rule, Threshold
 from salespulse.settings import Settings
 
@@ -68,3 +69,13 @@ async def test_a_ratio_with_no_value_keeps_its_alert_within_the_bucket_and_drops
     assert await ev.evaluate(NOW) == []  # same day, no value: nothing changes
     readings.period_start = "2026-11-24"
     assert [e["state"] for e in await ev.evaluate(NOW)] == ["resolved"]
+
+
+def test_a_slack_message_escapes_what_slack_would_read_as_markup():
+    event = {"kpi": "revenue", "by": "team", "key": "R&D <!channel> <http://evil|x>", "period": "day",
+             "period_start": "2026-12-07", "state": "raised", "level": "alert", "previous_level": None,
+             "measure": "value", "measured": 5.0, "threshold": 10.0}
+    message = slack_message(event, "http://wall.example/?board=sales")
+    assert message["text"] == ("Alert: revenue for team R&amp;D &lt;!channel&gt; &lt;http://evil|x&gt; "
+                               "(day 2026-12-07) raised: value 5 crossed 10.")
+    assert message["blocks"][0]["text"]["text"] == message["text"] + "\n<http://wall.example/?board=sales|Wallboard>"
