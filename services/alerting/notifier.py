@@ -5,7 +5,8 @@ receiver accepted it, retrying with exponential backoff (up to NOTIFY_MAX_BACKOF
 for as long as it takes: a receiver that is down for a while gets every change, in order,
 when it comes back, and a change it accepted is not sent again. (A crash between a delivery and
 its commit could repeat that one change: each carries its event id, `X-SalesPulse-Event-Id`
-for webhooks, so a receiver can drop the repeat.)
+for webhooks, so a receiver can drop the repeat.) A change the receiver refuses for what it
+is (REFUSED) is logged, counted and skipped: sent again, it would hold back every later one.
 
 Receivers: a generic JSON webhook signed with HMAC-SHA256, a Slack-compatible incoming
 webhook, and Alertmanager's v2 API. Alertmanager forgets an alert that is not sent again
@@ -35,6 +36,10 @@ from salespulse.settings import Settings
 log = logging.getLogger(__name__)
 
 SEVERITY = {"balance": "info", "anticipation": "warning", "alert": "critical"}
+# Answers that refuse the change itself (its content): sending it again would be refused again,
+# and would hold back every later change. Any other failure (the receiver down, 5xx, 429, or
+# 401/403/404: credentials or a URL to fix) is retried until it is taken, so nothing is lost.
+REFUSED = frozenset({400, 413, 422})
 
 
 def summary(event: dict[str, Any]) -> str:
@@ -180,6 +185,8 @@ class Delivery:
             await self.consumer.stop()
 
     async def deliver(self, event: dict[str, Any]) -> None:
+        """Until the receiver takes the change, retrying with backoff; unless it refuses this
+        change itself (REFUSED), which no retry would change: logged, counted, and the next."""
         delay = 0.5
         while True:
             try:
@@ -187,6 +194,11 @@ class Delivery:
                 metrics.NOTIFICATIONS.labels(self.receiver.name, "delivered").inc()
                 return
             except (httpx.HTTPError, OSError) as exc:
+                if isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code in REFUSED:
+                    metrics.NOTIFICATIONS.labels(self.receiver.name, "refused").inc()
+                    log.error("%s refused alert event %s (%s: %s); not sent again", self.receiver.name,
+                              event["id"], exc.response.status_code, exc.response.text[:500])
+                    return
                 metrics.NOTIFICATIONS.labels(self.receiver.name, "retried").inc()
                 log.warning("%s did not take alert event %s (%s); retrying in %.1fs",
                             self.receiver.name, event["id"], exc, delay)

@@ -1,9 +1,14 @@
 """The alerting service's evaluation pass with the I/O around it faked: which series it
-observes, what it produces, and that an alert does not outlive the bucket it was raised in."""
+observes, what it produces, and that an alert does not outlive the bucket it was raised in;
+what its notifications send, and which of a receiver's answers are retried."""
 
 from datetime import datetime, timezone
 from decimal import Decimal
 
+import httpx
+import orjson
+
+from salespulse.alerting import notifier
 from salespulse.alerting.evaluator import Evaluator
 from salespulse.alerting.notifier import slack_message
 from salespulse.domain.alerts import Rule, Threshold
@@ -79,3 +84,30 @@ def test_a_slack_message_escapes_what_slack_would_read_as_markup():
     assert message["text"] == ("Alert: revenue for team R&amp;D &lt;!channel&gt; &lt;http://evil|x&gt; "
                                "(day 2026-12-07) raised: value 5 crossed 10.")
     assert message["blocks"][0]["text"]["text"] == message["text"] + "\n<http://wall.example/?board=sales|Wallboard>"
+
+
+async def test_a_change_the_receiver_refuses_is_not_sent_again_and_one_it_could_not_take_is(monkeypatch):
+    # The receiver is an outside service: faked here by httpx's transport, answering in turn.
+    answers, seen, waits = iter([503, 429, 404, 200, 400, 422, 200]), [], []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(orjson.loads(request.content)["id"])
+        return httpx.Response(next(answers), text="invalid_payload")
+
+    async def wait(seconds: float) -> None:
+        waits.append(seconds)
+
+    monkeypatch.setattr(notifier.asyncio, "sleep", wait)
+    refused = notifier.metrics.NOTIFICATIONS.labels("webhook", "refused")
+    before = refused._value.get()
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as client:
+        delivery = notifier.Delivery(Settings(notify_max_backoff_seconds=1.5),
+                                     notifier.WebhookReceiver("http://receiver.example/hook", "s3cret"), client)
+        try:
+            for event_id in ("down-then-taken", "refused", "refused-too", "next"):
+                await delivery.deliver({"id": event_id, "kpi": "revenue"})
+        finally:
+            await delivery.consumer.stop()  # never started: no broker here
+    assert seen == ["down-then-taken"] * 4 + ["refused", "refused-too", "next"]
+    assert waits == [0.5, 1.0, 1.5]  # 503, 429, 404 retried with backoff; 400 and 422 not
+    assert refused._value.get() - before == 2
