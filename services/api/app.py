@@ -20,6 +20,7 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from salespulse.api.auth import Keyring, RateLimiter, authorize, needed_scope
+from salespulse.api.bodylimit import MIB, BodyLimit
 from salespulse.api.documents import PROFILES, RULES
 from salespulse.api.errors import install_error_handlers
 from salespulse.api.kafka import new_producer, replay_directory, replay_targets
@@ -146,6 +147,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         dependencies=[Depends(authorize)],
     )
+    app.add_middleware(BodyLimit, default=MIB, limits={f"{API_PREFIX}/events": 8 * MIB,
+                                                       f"{API_PREFIX}/webhooks/": webhooks.MAX_BODY_BYTES})
     app.state.keyring = Keyring(settings)
     app.state.ingest_limiter = RateLimiter(settings.ingest_rate_limit, settings.ingest_burst)
     install_error_handlers(app)
@@ -193,6 +196,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                "EventSource cannot send headers."}
             for path, operations in document.get("paths", {}).items():
                 for method, operation in operations.items():
+                    if "requestBody" in operation:  # BodyLimit
+                        operation["responses"].setdefault("413", error_response(ERROR_MEANINGS[413]))
                     scope = needed_scope(method.upper(), path)
                     if scope is None:
                         operation["security"] = []
@@ -200,15 +205,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     operation["description"] = (operation.get("description", "") + SCOPE_NOTES[scope]).lstrip()
                     if scope == "read":
                         operation["security"] = [*operation["security"], {"WallboardToken": []}]
-                    operation["responses"].update({str(status): {
-                        "description": ERROR_MEANINGS[status],
-                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
-                    } for status in (401, 403)})
+                    operation["responses"].update({str(status): error_response(ERROR_MEANINGS[status])
+                                                   for status in (401, 403)})
             app.openapi_schema = document
         return app.openapi_schema
 
     app.openapi = openapi
     return app
+
+
+def error_response(description: str) -> dict:
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}
 
 
 def __getattr__(name: str):

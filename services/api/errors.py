@@ -63,7 +63,7 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 400:  # FastAPI's "error parsing the body" (not UTF-8): as truncated JSON is
             return JSONResponse(error_body("invalid_request", "body: not JSON in UTF-8",
                                            [{"field": "body", "reason": "not JSON in UTF-8"}]), status_code=422)
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(exc.status_code, "http_error")
         headers = dict(getattr(exc, "headers", None) or {})
         if exc.status_code == 405:  # every method of the path: Starlette names only its first route's
             headers["Allow"] = ", ".join(allowed_methods(request))

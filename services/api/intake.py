@@ -21,7 +21,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from salespulse.api.metrics import WEBHOOK_EVENTS
-from salespulse.contracts.events import InvalidEvent, parse_event, route_of
+from salespulse.contracts.events import InvalidEvent, encode_event, parse_event, route_of
 from salespulse.contracts.topics import DEADLETTER
 from salespulse.domain.directory import REPS, RepRecord, identity_index
 from salespulse.readmodel import ReadModel
@@ -90,12 +90,13 @@ class Intake:
             return Result(change.native_id, "held", reason="waiting for " + ", ".join(built.missing)), None
         try:
             envelope = parse_event(built.event)
+            value = encode_event(built.event)
         except InvalidEvent as exc:
             reason = f"the translated event is invalid: {exc}"
             return (Result(change.native_id, "invalid", reason=reason),
                     await self._dead_letter(context.provider, change, reason, built.event))
         topic, key = route_of(envelope)
-        send = await self.producer.send(topic, orjson.dumps(built.event), key=key.encode())
+        send = await self.producer.send(topic, value, key=key.encode())
         return Result(change.native_id, "accepted", event_id=envelope.id), send
 
     async def _dead_letter(self, provider: str, change: Change, reason: str, event: dict | None):

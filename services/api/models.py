@@ -32,7 +32,8 @@ ERROR_MEANINGS = {
     403: "The key lacks the scope this operation needs (`forbidden`).",
     404: "Not found: `code` names what (`unknown_kpi`, `unknown_rule`, ...).",
     409: "In conflict with what is stored: `message` says with what.",
-    413: "Too much at once: `message` gives the limit.",
+    413: "A body over the cap of its path (`body_too_large`: 1 MiB, 8 MiB for POST /events); "
+         "`message` gives it.",
     422: "Invalid request: `details` names each field and why (`field`, `reason`).",
     429: "Over the ingest rate limit of this key (INGEST_RATE_LIMIT events/s); wait `Retry-After` seconds.",
     503: "Redis (`read_model_unavailable`) or Kafka (`kafka_unavailable`) does not answer; the same "

@@ -212,6 +212,15 @@ def _decoded_checked(raw: bytes) -> Envelope:
     return parse_event(doc)
 
 
+def encode_event(doc: dict[str, Any]) -> bytes:
+    """A parsed event as the message value to produce; refused over MAX_EVENT_BYTES, which
+    decode_event (the processor) would refuse: accepted, then dead-lettered."""
+    raw = orjson.dumps(doc)
+    if len(raw) > MAX_EVENT_BYTES:
+        raise InvalidEvent(f"event of {len(raw)} bytes is over the {MAX_EVENT_BYTES}-byte limit")
+    return raw
+
+
 def route_of(envelope: Envelope) -> tuple[str, str]:
     """(topic, key) an event is produced to: its entity id keys it, so one entity stays in order."""
     route = ROUTES[envelope.type]

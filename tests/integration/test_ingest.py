@@ -77,6 +77,39 @@ async def test_malformed_bodies_get_a_json_error(api, body, status, code):
     assert response.json()["error"]["code"] == code
 
 
+async def test_an_event_the_processor_would_refuse_for_its_size_is_refused_here(api, kafka_bootstrap):
+    # 1,000 lines of a 200-character product: valid by the schema, but over the 256 KB a message
+    # may be (contracts.events.MAX_EVENT_BYTES); it was answered 202, then dead-lettered.
+    order_id = unique("ord")
+    big = cloudevent("order.placed", {
+        "order_id": order_id, "customer_id": unique("cust"), "rep_id": unique("rep"),
+        "placed_at": "2025-11-03T10:00:00+01:00", "currency": "EUR",
+        "lines": [{"product": f"{i:04d}" + "p" * 196, "quantity": 1, "unit_price": "10.00", "unit_cost": "1.00"}
+                  for i in range(1000)]})
+    response = await api.post("/api/v1/events", json=big)
+    assert response.status_code == 422
+    assert "over the 262144-byte limit" in response.json()["error"]["message"]
+    nothing = await consume(kafka_bootstrap, "sales.orders", lambda r: r.value and order_id.encode() in r.value,
+                            timeout=3)
+    assert nothing == []
+
+
+async def test_a_body_too_large_is_refused_before_it_is_read(api):
+    event = orjson.dumps(ended_call(unique("rep"), unique("c")))
+    huge = b"[" + b",".join([event] * (9 * 1024 * 1024 // len(event))) + b"]"  # over the 8 MiB of /events
+    declared = await api.post("/api/v1/events", content=huge, headers={"content-type": "application/json"})
+
+    async def chunks():  # no Content-Length: the body is counted as it comes
+        for i in range(0, len(huge), 65536):
+            yield huge[i:i + 65536]
+
+    streamed = await api.post("/api/v1/events", content=chunks(), headers={"content-type": "application/json"})
+    webhook = await api.post("/api/v1/webhooks/twilio", content=b"x" * (1024 * 1024 + 1))  # no key needed there
+    for response in (declared, streamed, webhook):
+        assert response.status_code == 413, response.text
+        assert response.json()["error"]["code"] == "body_too_large"
+
+
 async def test_an_oversized_batch_is_refused(api):
     event = ended_call("rep", "c")
     response = await api.post("/api/v1/events", json=[event] * 1001)

@@ -70,6 +70,10 @@ def test_only_ingest_is_rate_limited_and_only_what_reads_redis_or_kafka_can_be_u
     assert never_unavailable == {"GET /api/v1/kpis", "GET /api/v1/stream", "GET /api/v1/healthz", "GET /healthz"}
 
 
+def test_every_operation_with_a_body_says_a_body_too_large_is_refused():
+    assert all("413" in operation["responses"] for _, _, operation in OPERATIONS if "requestBody" in operation)
+
+
 def test_a_path_with_a_record_in_it_says_what_is_not_found():
     for method, path, operation in OPERATIONS:
         missing = operation["responses"].get("404")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-import orjson
 from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Body, Request
 from pydantic import Field
@@ -14,7 +13,7 @@ from salespulse.api.dependencies import ProducerDep
 from salespulse.api.errors import ApiError
 from salespulse.api.metrics import INGESTED
 from salespulse.api.models import IngestResult, errors
-from salespulse.contracts.events import InvalidEvent, parse_event, route_of
+from salespulse.contracts.events import InvalidEvent, encode_event, parse_event, route_of
 
 router = APIRouter(prefix="/events", tags=["ingest"])
 
@@ -48,7 +47,8 @@ def limit(request: Request, count: int) -> None:
 
 
 @router.post("", status_code=202, response_model=IngestResult, summary="Send events", responses=errors(
-    413, 422, 429, 503, e413=f"Over {MAX_BATCH} events in one request, or over INGEST_BURST (`batch_too_large`).",
+    413, 422, 429, 503, e413=f"Over {MAX_BATCH} events in one request or over INGEST_BURST (`batch_too_large`), "
+         "or a body over 8 MiB (`body_too_large`).",
     e422="An event is invalid (`invalid_event`): `details` gives each bad event's index, id and reason; "
          "none was accepted.", e503="Kafka did not take the events (`kafka_unavailable`): send them again, "
          "re-sending the same event ids is safe."))
@@ -62,10 +62,11 @@ async def create_events(body: EventsBody, producer: ProducerDep, request: Reques
     if len(docs) > MAX_BATCH:
         raise ApiError(413, "batch_too_large", f"{len(docs)} events; at most {MAX_BATCH} per request")
     limit(request, len(docs))
-    envelopes, problems = [], []
+    envelopes, values, problems = [], [], []
     for index, doc in enumerate(docs):
         try:
             envelopes.append(parse_event(doc))
+            values.append(encode_event(doc))
         except InvalidEvent as exc:
             problems.append({"index": index, "id": doc.get("id") if isinstance(doc, dict) else None,
                              "reason": str(exc)})
@@ -76,9 +77,9 @@ async def create_events(body: EventsBody, producer: ProducerDep, request: Reques
         raise ApiError(422, "invalid_event", message, problems)
     try:
         sends = []
-        for doc, envelope in zip(docs, envelopes):
+        for value, envelope in zip(values, envelopes):
             topic, key = route_of(envelope)
-            sends.append(await producer.send(topic, orjson.dumps(doc), key=key.encode()))
+            sends.append(await producer.send(topic, value, key=key.encode()))
         metadata = await asyncio.gather(*sends)
     except KafkaError as exc:
         INGESTED.labels("failed").inc(len(docs))
