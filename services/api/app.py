@@ -41,6 +41,7 @@ from salespulse.api.routes import (
     webhooks,
 )
 from salespulse.contracts.topics import ensure_topics
+from salespulse.domain.money import CurrencyConverter
 from salespulse.readmodel import ReadModel
 from salespulse.settings import Settings, get_settings
 
@@ -150,6 +151,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimit, default=MIB, limits={f"{API_PREFIX}/events": 8 * MIB,
                                                        f"{API_PREFIX}/webhooks/": webhooks.MAX_BODY_BYTES})
     app.state.keyring = Keyring(settings)
+    app.state.converter = CurrencyConverter(settings.reporting_currency, settings.fx_rates)
     app.state.ingest_limiter = RateLimiter(settings.ingest_rate_limit, settings.ingest_burst)
     install_error_handlers(app)
     app.include_router(kpis.router, prefix=API_PREFIX)

@@ -50,5 +50,9 @@ class CurrencyConverter:
                 f'e.g. {{"{currency}": "1.0"}}')
         return amount * rate
 
+    def check(self, currency: str) -> None:
+        """UnknownCurrency, with the processor's reason, unless amounts in `currency` convert."""
+        self.to_reporting(Decimal(0), currency)
+
     def cents(self, amount: Decimal, currency: str) -> int:
         return to_cents(self.to_reporting(amount, currency))

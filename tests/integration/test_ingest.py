@@ -94,6 +94,21 @@ async def test_an_event_the_processor_would_refuse_for_its_size_is_refused_here(
     assert nothing == []
 
 
+async def test_an_amount_in_a_currency_with_no_exchange_rate_is_refused_not_dead_lettered(api, kafka_bootstrap):
+    order_id = unique("ord")
+    order = cloudevent("order.placed", {
+        "order_id": order_id, "customer_id": unique("cust"), "rep_id": unique("rep"),
+        "placed_at": "2025-11-03T10:00:00+01:00", "currency": "XXX",
+        "lines": [{"product": "p", "quantity": 1, "unit_price": "10.00", "unit_cost": "1.00"}]})
+    response = await api.post("/api/v1/events", json=[ended_call(unique("rep"), unique("c")), order])
+    assert response.status_code == 422
+    assert response.json()["error"]["details"] == [{"index": 1, "id": order["id"], "reason": (
+        'event.data.currency: no exchange rate from XXX to EUR; set FX_RATES, e.g. {"XXX": "1.0"}')}]
+    nothing = await consume(kafka_bootstrap, "sales.orders", lambda r: r.value and order_id.encode() in r.value,
+                            timeout=3)
+    assert nothing == []
+
+
 async def test_a_body_too_large_is_refused_before_it_is_read(api):
     event = orjson.dumps(ended_call(unique("rep"), unique("c")))
     huge = b"[" + b",".join([event] * (9 * 1024 * 1024 // len(event))) + b"]"  # over the 8 MiB of /events

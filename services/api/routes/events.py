@@ -14,6 +14,7 @@ from salespulse.api.errors import ApiError
 from salespulse.api.metrics import INGESTED
 from salespulse.api.models import IngestResult, errors
 from salespulse.contracts.events import InvalidEvent, encode_event, parse_event, route_of
+from salespulse.domain.money import UnknownCurrency
 
 router = APIRouter(prefix="/events", tags=["ingest"])
 
@@ -62,10 +63,17 @@ async def create_events(body: EventsBody, producer: ProducerDep, request: Reques
     if len(docs) > MAX_BATCH:
         raise ApiError(413, "batch_too_large", f"{len(docs)} events; at most {MAX_BATCH} per request")
     limit(request, len(docs))
+    converter = request.app.state.converter
     envelopes, values, problems = [], [], []
     for index, doc in enumerate(docs):
         try:
-            envelopes.append(parse_event(doc))
+            envelope = parse_event(doc)
+            if hasattr(envelope.data, "currency"):  # the processor would dead-letter it
+                try:
+                    converter.check(envelope.data.currency)
+                except UnknownCurrency as exc:
+                    raise InvalidEvent(f"event.data.currency: {exc}") from None
+            envelopes.append(envelope)
             values.append(encode_event(doc))
         except InvalidEvent as exc:
             problems.append({"index": index, "id": doc.get("id") if isinstance(doc, dict) else None,
