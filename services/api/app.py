@@ -42,6 +42,7 @@ from salespulse.api.routes import (
 )
 from salespulse.contracts.topics import ensure_topics
 from salespulse.domain.money import CurrencyConverter
+from salespulse.domain.retention import Retention
 from salespulse.readmodel import ReadModel
 from salespulse.settings import Settings, get_settings
 
@@ -152,6 +153,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                                        f"{API_PREFIX}/webhooks/": webhooks.MAX_BODY_BYTES})
     app.state.keyring = Keyring(settings)
     app.state.converter = CurrencyConverter(settings.reporting_currency, settings.fx_rates)
+    app.state.retention = Retention(settings.bucket_retention_days, settings.entity_retention_days)
     app.state.ingest_limiter = RateLimiter(settings.ingest_rate_limit, settings.ingest_burst)
     install_error_handlers(app)
     app.include_router(kpis.router, prefix=API_PREFIX)

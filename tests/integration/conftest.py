@@ -105,9 +105,12 @@ def redis_url(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="session")
 def settings(kafka_bootstrap, redis_url, tmp_path_factory) -> Settings:
+    # Every bucket and entity kept, by the API as by the processor (processor_env): the tests
+    # send history from 2021 on.
     return Settings(kafka_bootstrap_servers=kafka_bootstrap, redis_url=redis_url,
                     data_dir=tmp_path_factory.mktemp("data"), processor_metrics_port=free_port(),
-                    processor_app_id=f"salespulse-test-{uuid.uuid4().hex[:8]}")
+                    processor_app_id=f"salespulse-test-{uuid.uuid4().hex[:8]}",
+                    bucket_retention_days={}, entity_retention_days=0)
 
 
 def processor_env(settings: Settings) -> dict[str, str]:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
 import orjson
 import pytest
 
-from tests.integration.conftest import cloudevent, consume, eventually, unique
+from tests.integration.conftest import cloudevent, consume, eventually, in_process_api, unique
 
 
 def ended_call(rep: str, call_id: str, **overrides) -> dict:
@@ -107,6 +109,23 @@ async def test_an_amount_in_a_currency_with_no_exchange_rate_is_refused_not_dead
     nothing = await consume(kafka_bootstrap, "sales.orders", lambda r: r.value and order_id.encode() in r.value,
                             timeout=3)
     assert nothing == []
+
+
+async def test_an_event_older_than_the_entity_retention_is_refused_with_the_processors_reason(settings):
+    # The processor dead-letters such an event (it could not be told from a re-sent one); the
+    # API, with the same ENTITY_RETENTION_DAYS, says so at once. (The `api` fixture keeps all.)
+    async with in_process_api(settings.model_copy(update={"entity_retention_days": 400})) as api:
+        old = ended_call(unique("rep"), unique("c"), started_at="2021-03-01T09:00:00+01:00",
+                         answered_at="2021-03-01T09:00:04+01:00", ended_at="2021-03-01T09:03:04+01:00")
+        response = await api.post("/api/v1/events", json=old)
+        assert response.status_code == 422
+        assert response.json()["error"]["message"].startswith(
+            "event.data.started_at 2021-03-01T09:00:00+01:00 is older than the 400-day retention")
+        recent = datetime.now(timezone.utc) - timedelta(days=3)
+        fresh = ended_call(unique("rep"), unique("c"), started_at=recent.isoformat(),
+                           answered_at=(recent + timedelta(seconds=4)).isoformat(),
+                           ended_at=(recent + timedelta(minutes=3)).isoformat())
+        assert (await api.post("/api/v1/events", json=fresh)).status_code == 202
 
 
 async def test_a_body_too_large_is_refused_before_it_is_read(api):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timezone
 from typing import Annotated, Any
 
 from aiokafka.errors import KafkaError
@@ -63,16 +64,20 @@ async def create_events(body: EventsBody, producer: ProducerDep, request: Reques
     if len(docs) > MAX_BATCH:
         raise ApiError(413, "batch_too_large", f"{len(docs)} events; at most {MAX_BATCH} per request")
     limit(request, len(docs))
-    converter = request.app.state.converter
+    converter, retention, now = request.app.state.converter, request.app.state.retention, datetime.now(timezone.utc)
     envelopes, values, problems = [], [], []
     for index, doc in enumerate(docs):
         try:
             envelope = parse_event(doc)
-            if hasattr(envelope.data, "currency"):  # the processor would dead-letter it
+            # What the processor would dead-letter, refused here with its reason:
+            if hasattr(envelope.data, "currency"):
                 try:
                     converter.check(envelope.data.currency)
                 except UnknownCurrency as exc:
                     raise InvalidEvent(f"event.data.currency: {exc}") from None
+            too_late = retention.too_late(envelope.data, now)
+            if too_late:
+                raise InvalidEvent(f"event.data.{too_late}")
             envelopes.append(envelope)
             values.append(encode_event(doc))
         except InvalidEvent as exc:
