@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 import orjson
@@ -23,7 +24,10 @@ from aiokafka import AIOKafkaProducer
 from salespulse.api.metrics import WEBHOOK_EVENTS
 from salespulse.contracts.events import InvalidEvent, encode_event, parse_event, route_of
 from salespulse.contracts.topics import DEADLETTER
+from salespulse.domain.admission import refusal
 from salespulse.domain.directory import REPS, RepRecord, identity_index
+from salespulse.domain.money import CurrencyConverter
+from salespulse.domain.retention import Retention
 from salespulse.readmodel import ReadModel
 from salespulse.settings import Settings
 from salespulse.webhooks.core import Change, Context, Ignored, Known, Parsed, build, merge
@@ -46,6 +50,8 @@ class Result:
 class Intake:
     def __init__(self, settings: Settings, readmodel: ReadModel, producer: AIOKafkaProducer) -> None:
         self.settings, self.readmodel, self.producer = settings, readmodel, producer
+        self.converter = CurrencyConverter(settings.reporting_currency, settings.fx_rates)
+        self.retention = Retention(settings.bucket_retention_days, settings.entity_retention_days)
         days = settings.entity_retention_days
         self.state_ttl = days * 86400 if days else None  # a call or deal untouched this long is forgotten
 
@@ -91,6 +97,9 @@ class Intake:
         try:
             envelope = parse_event(built.event)
             value = encode_event(built.event)
+            refused = refusal(envelope.data, self.converter, self.retention, datetime.now(timezone.utc))
+            if refused:
+                raise InvalidEvent(refused)
         except InvalidEvent as exc:
             reason = f"the translated event is invalid: {exc}"
             return (Result(change.native_id, "invalid", reason=reason),

@@ -175,6 +175,11 @@ async def test_other_providers_reach_the_kpis(hooks, api):
     auth = "Basic " + base64.b64encode(b"pulse:pd-pass").decode()
     assert outcomes(await hooks.post("/api/v1/webhooks/pipedrive", json=pipedrive,
                                      headers={"authorization": auth})) == ["accepted"]
+    pounds = {**deal, "id": int(owner_pd) + 1, "currency": "GBP"}  # no FX_RATES here: the processor would refuse it
+    answer = await hooks.post("/api/v1/webhooks/pipedrive", headers={"authorization": auth}, json={
+        **pipedrive, "meta": {**pipedrive["meta"], "entity_id": pounds["id"], "id": unique("m")}, "data": pounds})
+    assert outcomes(answer) == ["invalid"]
+    assert "event.data.currency: no exchange rate from GBP to EUR" in answer.json()["events"][0]["reason"]
 
     header = {"entityName": "Opportunity", "recordIds": [unique("006")], "changeType": "CREATE",
               "transactionKey": unique("tx"), "sequenceNumber": 1, "commitTimestamp": day * 1000,

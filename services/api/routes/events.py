@@ -15,7 +15,7 @@ from salespulse.api.errors import ApiError
 from salespulse.api.metrics import INGESTED
 from salespulse.api.models import IngestResult, errors
 from salespulse.contracts.events import InvalidEvent, encode_event, parse_event, route_of
-from salespulse.domain.money import UnknownCurrency
+from salespulse.domain.admission import refusal
 
 router = APIRouter(prefix="/events", tags=["ingest"])
 
@@ -69,15 +69,9 @@ async def create_events(body: EventsBody, producer: ProducerDep, request: Reques
     for index, doc in enumerate(docs):
         try:
             envelope = parse_event(doc)
-            # What the processor would dead-letter, refused here with its reason:
-            if hasattr(envelope.data, "currency"):
-                try:
-                    converter.check(envelope.data.currency)
-                except UnknownCurrency as exc:
-                    raise InvalidEvent(f"event.data.currency: {exc}") from None
-            too_late = retention.too_late(envelope.data, now)
-            if too_late:
-                raise InvalidEvent(f"event.data.{too_late}")
+            refused = refusal(envelope.data, converter, retention, now)  # the processor's reasons
+            if refused:
+                raise InvalidEvent(refused)
             envelopes.append(envelope)
             values.append(encode_event(doc))
         except InvalidEvent as exc:
