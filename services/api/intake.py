@@ -48,10 +48,11 @@ class Result:
 
 
 class Intake:
-    def __init__(self, settings: Settings, readmodel: ReadModel, producer: AIOKafkaProducer) -> None:
+    def __init__(self, settings: Settings, readmodel: ReadModel, producer: AIOKafkaProducer,
+                 converter: CurrencyConverter, retention: Retention) -> None:
+        """`converter` and `retention` as the processor has them (domain.admission)."""
         self.settings, self.readmodel, self.producer = settings, readmodel, producer
-        self.converter = CurrencyConverter(settings.reporting_currency, settings.fx_rates)
-        self.retention = Retention(settings.bucket_retention_days, settings.entity_retention_days)
+        self.converter, self.retention = converter, retention
         days = settings.entity_retention_days
         self.state_ttl = days * 86400 if days else None  # a call or deal untouched this long is forgotten
 

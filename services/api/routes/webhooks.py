@@ -79,7 +79,8 @@ async def receive(provider: ProviderName, request: Request, settings: SettingsDe
         WEBHOOK_REQUESTS.labels(provider, "malformed").inc()
         raise ApiError(422, "malformed_payload", f"{provider}: {exc}") from None
     try:
-        results = await Intake(settings, readmodel, producer).take(spec, parsed)
+        state = request.app.state
+        results = await Intake(settings, readmodel, producer, state.converter, state.retention).take(spec, parsed)
     except (KafkaError, RedisError) as exc:
         WEBHOOK_REQUESTS.labels(provider, "unavailable").inc()
         raise ApiError(503, "unavailable", f"{exc.__class__.__name__}; retry the delivery: it is safe") from None
