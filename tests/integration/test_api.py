@@ -50,6 +50,19 @@ async def test_errors_are_json_with_a_code_and_a_message(api, url, status, code)
     assert error["code"] == code and error["message"]
 
 
+@pytest.mark.parametrize("method, url, allowed", [
+    ("DELETE", "/api/v1/kpis", "GET"),
+    ("POST", "/api/v1/targets/revenue/all/all/month", "DELETE, PUT"),
+    ("PATCH", "/api/v1/rules/r1", "DELETE, GET, PUT"),
+    ("PUT", "/api/v1/events", "POST"),
+])
+async def test_a_method_a_path_does_not_take_is_405_naming_those_it_takes(api, method, url, allowed):
+    response = await api.request(method, url)
+    assert response.status_code == 405
+    assert response.headers["allow"] == allowed
+    assert response.json()["error"]["code"] == "method_not_allowed"
+
+
 @pytest.mark.parametrize("path, body, code", [
     ("/api/v1/targets/revenue/rep/rep-1/decade", {"target": 1}, "invalid_period"),
     ("/api/v1/targets/revenue/rep/rep-1/2026-13", {"target": 1}, "invalid_period"),
