@@ -34,7 +34,9 @@ class Stack:
         self.logs.mkdir(parents=True, exist_ok=True)
         self.stoppers: list = []
         self.env = dict(os.environ)
-        self.children: list[tuple[str, subprocess.Popen]] = []
+        # Every process started here, with its log: one that exits stops the whole stack with
+        # an error, servers included (a Redis gone would otherwise leave the API answering 503).
+        self.children: list[tuple[str, subprocess.Popen, Path]] = []
 
     def servers(self) -> None:
         if "KAFKA_BOOTSTRAP_SERVERS" in os.environ:
@@ -43,6 +45,7 @@ class Stack:
             _say("starting Apache Kafka (KRaft) on 127.0.0.1:9092 ...")
             kafka = LocalKafka(self.home / "kafka").start()
             self.stoppers.append(("Kafka", kafka.stop))
+            self.children.append(("Kafka", kafka.proc, kafka.log_path))
             self.env["KAFKA_BOOTSTRAP_SERVERS"] = kafka.bootstrap_servers
         if "REDIS_URL" in os.environ:
             _say(f"using Redis at {os.environ['REDIS_URL']}")
@@ -50,13 +53,14 @@ class Stack:
             _say("starting redis-server on 127.0.0.1:6379 ...")
             redis = LocalRedis(self.home / "redis").start()
             self.stoppers.append(("Redis", redis.stop))
+            self.children.append(("Redis", redis.proc, redis.log_path))
             self.env["REDIS_URL"] = redis.url
 
     def spawn(self, name: str, module: str, *args: str) -> None:
         log = (self.logs / f"{name}.log").open("ab")
         proc = subprocess.Popen([sys.executable, "-m", module, *args], env=self.env,
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        self.children.append((name, proc))
+        self.children.append((name, proc, self.logs / f"{name}.log"))
         self.stoppers.append((name, lambda: self._stop_child(proc)))
 
     @staticmethod
@@ -82,9 +86,9 @@ class Stack:
         raise DevstackError(f"{url} was not ready after {timeout:.0f}s; see {self.logs}")
 
     def check_children(self) -> None:
-        for name, proc in self.children:
+        for name, proc, log in self.children:
             if proc.poll() is not None:
-                raise DevstackError(f"{name} exited with code {proc.returncode}; see {self.logs / (name + '.log')}")
+                raise DevstackError(f"{name} exited with code {proc.returncode}; see {log}")
 
     def stop(self) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C must not cut the shutdown short
