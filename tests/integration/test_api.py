@@ -50,6 +50,13 @@ async def test_errors_are_json_with_a_code_and_a_message(api, url, status, code)
     assert error["code"] == code and error["message"]
 
 
+async def test_probes_and_the_page_answer_head_as_uptime_checkers_send_it(api):
+    for url in ("/healthz", "/readyz", "/api/v1/healthz", "/api/v1/readyz", "/"):
+        head, get = await api.head(url), await api.get(url)
+        assert head.status_code == get.status_code == 200, url
+        assert head.headers["content-type"] == get.headers["content-type"], url
+
+
 @pytest.mark.parametrize("method, url, allowed", [
     ("DELETE", "/api/v1/kpis", "GET"),
     ("POST", "/api/v1/targets/revenue/all/all/month", "DELETE, PUT"),
