@@ -149,7 +149,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         dependencies=[Depends(authorize)],
     )
-    app.add_middleware(BodyLimit, default=MIB, limits={f"{API_PREFIX}/events": 8 * MIB,
+    app.add_middleware(BodyLimit, default=MIB, limits={f"{API_PREFIX}/events": events.MAX_BODY_BYTES,
                                                        f"{API_PREFIX}/webhooks/": webhooks.MAX_BODY_BYTES})
     app.state.keyring = Keyring(settings)
     app.state.converter = CurrencyConverter(settings.reporting_currency, settings.fx_rates)

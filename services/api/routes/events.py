@@ -20,6 +20,7 @@ from salespulse.domain.admission import refusal
 router = APIRouter(prefix="/events", tags=["ingest"])
 
 MAX_BATCH = 1000
+MAX_BODY_BYTES = 8 * 1024 * 1024  # (app.py's BodyLimit)
 
 EXAMPLE = {
     "specversion": "1.0", "id": "evt-0001", "source": "pbx/paris-1", "type": "call.ended",
@@ -50,7 +51,7 @@ def limit(request: Request, count: int) -> None:
 
 @router.post("", status_code=202, response_model=IngestResult, summary="Send events", responses=errors(
     413, 422, 429, 503, e413=f"Over {MAX_BATCH} events in one request or over INGEST_BURST (`batch_too_large`), "
-         "or a body over 8 MiB (`body_too_large`).",
+         f"or a body over {MAX_BODY_BYTES} bytes (`body_too_large`).",
     e422="An event is invalid (`invalid_event`): `details` gives each bad event's index, id and reason; "
          "none was accepted.", e503="Kafka did not take the events (`kafka_unavailable`): send them again, "
          "re-sending the same event ids is safe."))
