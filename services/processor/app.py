@@ -59,6 +59,7 @@ from salespulse.processor.directory import DirectoryFollower
 from salespulse.processor.assignment import StandbyAssignor
 from salespulse.processor.batching import Batches, partition_of, take
 from salespulse.processor.membership import Fenced, Lease, heartbeat
+from salespulse.processor.poison import apply_setting_apart
 from salespulse.processor.state import Standby, State
 from salespulse.readmodel import ReadModel
 from salespulse.settings import Settings
@@ -289,6 +290,14 @@ class Processor:
         log.warning("dead-lettered %s[%s]@%s: %s", message.topic, message.partition, message.offset, reason)
         return [sent, *written]
 
+    async def set_apart(self, message: ConsumerRecord, exc: Exception, step: str) -> list:
+        """Dead-letter an event the processor's code raised on (poison.py), its traceback logged."""
+        log.error("%s[%s]@%s could not be %s, a bug; dead-lettered", message.topic, message.partition,
+                  message.offset, step, exc_info=exc)
+        metrics.FAILED_EVENTS.labels(message.topic).inc()
+        return await self.dead_letter(message, f"could not be {step}: {type(exc).__name__}: {exc} "
+                                               "(a bug of the processor; its log has the traceback)")
+
     async def handle(self, records: Iterable[ConsumerRecord]) -> None:
         """Apply a batch: its rows are staged for the changelog (durable at the worker's next
         flush) and copied to Redis; its dead letters are sent and durable once this returns.
@@ -315,13 +324,16 @@ class Processor:
                 except InvalidEvent as exc:
                     pending += await self.dead_letter(message, str(exc))
                     continue
+                except Exception as exc:  # noqa: BLE001 - a bug of the decoder: this event only
+                    pending += await self.set_apart(message, exc, "decoded")
+                    continue
                 messages[(message.topic, message.partition, message.offset)] = message
                 valid.append(SourceEvent(message.topic, message.partition, message.offset, envelope))
             lap("decode")
         finally:
             await directory_synced
         lap("directory")
-        result = await self.apply(valid)
+        result, set_apart = await apply_setting_apart(self.apply, valid)
         lap("aggregate")
         # Staged whole and flushed in one write, so a restore keeps all of a partition's rows of
         # the batch or none; measure rows first, then entity rows (of use to a changelog of an
@@ -330,6 +342,8 @@ class Processor:
         self.watermarks.update(result.watermarks)
         for event, reason in result.rejected:
             pending += await self.dead_letter(messages[(event.topic, event.partition, event.offset)], reason)
+        for event, exc in set_apart:
+            pending += await self.set_apart(messages[(event.topic, event.partition, event.offset)], exc, "aggregated")
         for (topic, outcome), n in result.outcomes.items():
             metrics.EVENTS.labels(topic, outcome).inc(n)
         metrics.BATCH_SIZE.observe(len(messages) + len(result.rejected))

@@ -13,6 +13,14 @@ for _topic in SOURCE_TOPICS:
     for _outcome in ("applied", "duplicate", "stale", "replayed", "deadlettered"):
         EVENTS.labels(_topic, _outcome)
 
+FAILED_EVENTS = Counter(
+    "salespulse_processor_failed_events_total",
+    "Events the processor's code raised on (a bug), dead-lettered with the error; its log has the traceback.",
+    ["topic"],
+)
+for _topic in SOURCE_TOPICS:
+    FAILED_EVENTS.labels(_topic)
+
 BATCH_SIZE = Histogram(
     "salespulse_processor_batch_events", "Events per processed batch.",
     buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000),
