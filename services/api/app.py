@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from fastapi import Depends, FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from salespulse.api.auth import Keyring, RateLimiter, authorize, needed_scope
@@ -142,7 +143,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await state.producer.stop()
             await state.readmodel.close()
 
-    app = FastAPI(
+    # /docs (Swagger UI 5) and /redoc from the API's own copies (fastapi-offline's), under
+    # /docs-assets: FastAPI's load their scripts from a CDN, a blank page without internet.
+    app = FastAPIOffline(
+        static_url="/docs-assets",
         title="SalesPulse API",
         version="1.0.0",
         description="Live sales KPIs: values per dimension and period, leaderboards, targets, alert rules and alerts, ingest.",

@@ -259,3 +259,31 @@ async def test_a_wallboard_token_in_the_url_opens_a_secured_api_to_the_page(brow
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@pytest.mark.parametrize("path, rendered", [
+    ("/docs", ".opblock-summary-description"),  # Swagger UI: an operation's summary
+    ("/redoc", "[data-section-id] h2"),  # ReDoc: an operation's heading
+])
+async def test_the_api_documentation_renders_from_the_api_alone(browser, api_server, path, rendered):
+    """/docs and /redoc load their scripts and styles from the API, not a CDN: they render on a
+    network with no internet (every request elsewhere is refused here, wherever the tests run;
+    ReDoc's footer asks for its maker's logo, an image, and goes without)."""
+    page = await browser.new_page()
+    elsewhere: list[str] = []
+
+    async def local_only(route) -> None:
+        if route.request.url.startswith(api_server["url"]):
+            await route.continue_()
+        else:
+            if route.request.resource_type != "image":
+                elsewhere.append(route.request.url)
+            await route.abort()
+
+    await page.route("**/*", local_only)
+    await page.goto(f"{api_server['url']}{path}")
+    await page.wait_for_selector(rendered, timeout=20000)
+    texts = await page.locator(rendered).all_inner_texts()
+    assert any("Set a target" in text for text in texts), texts[:10]
+    assert elsewhere == []
+    await page.close()
