@@ -24,6 +24,7 @@ from salespulse.api.auth import Keyring, RateLimiter, authorize, needed_scope
 from salespulse.api.bodylimit import MIB, BodyLimit
 from salespulse.api.documents import PROFILES, RULES
 from salespulse.api.errors import install_error_handlers
+from salespulse.api.head import HeadAsGet
 from salespulse.api.kafka import new_producer, replay_directory, replay_targets
 from salespulse.api.kpimetrics import KpiCollector
 from salespulse.api.live import LiveHub
@@ -153,6 +154,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         dependencies=[Depends(authorize)],
     )
+    app.add_middleware(HeadAsGet, streams=[f"{API_PREFIX}/stream"])
     app.add_middleware(BodyLimit, default=MIB, limits={f"{API_PREFIX}/events": events.MAX_BODY_BYTES,
                                                        f"{API_PREFIX}/webhooks/": webhooks.MAX_BODY_BYTES})
     app.state.keyring = Keyring(settings)

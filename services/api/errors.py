@@ -12,6 +12,8 @@ from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from salespulse.api.head import TAKES_HEAD
+
 RETRY_SECONDS = 5  # what a 503 asks a client to wait (Retry-After)
 
 
@@ -81,6 +83,9 @@ def allowed_methods(request: Request) -> list[str]:
     """The methods some route takes at this path: asked of each route as a request would be
     (FastAPI's included routers keep their routes to themselves: reading `route.methods` of
     the app's routes found none, and 405s went out with an empty Allow)."""
-    return [method for method in METHODS
-            if any(route.matches({**request.scope, "method": method})[0] == Match.FULL
-                   for route in request.app.router.routes)]
+    methods = [method for method in METHODS
+               if any(route.matches({**request.scope, "method": method})[0] == Match.FULL
+                      for route in request.app.router.routes)]
+    if "GET" in methods and request.scope.get(TAKES_HEAD):  # head.HeadAsGet answers it
+        methods.insert(methods.index("GET") + 1, "HEAD")
+    return methods

@@ -50,17 +50,26 @@ async def test_errors_are_json_with_a_code_and_a_message(api, url, status, code)
     assert error["code"] == code and error["message"]
 
 
-async def test_probes_and_the_page_answer_head_as_uptime_checkers_send_it(api):
-    for url in ("/healthz", "/readyz", "/api/v1/healthz", "/api/v1/readyz", "/"):
+async def test_every_path_that_takes_get_answers_head_as_get_without_the_body(api):
+    """Uptime and link checkers probe with HEAD; FastAPI's routes answered it 405."""
+    for url in ("/healthz", "/readyz", "/api/v1/healthz", "/api/v1/readyz", "/", "/api/v1/kpis",
+                "/api/v1/kpis/revenue?by=rep&period=month", "/api/v1/targets", "/openapi.json", "/docs"):
         head, get = await api.head(url), await api.get(url)
         assert head.status_code == get.status_code == 200, url
         assert head.headers["content-type"] == get.headers["content-type"], url
+        assert head.content == b"" and int(head.headers["content-length"]) == len(get.content), url
+    missing = await api.head("/api/v1/kpis/no_such_kpi")
+    assert missing.status_code == 404 and missing.content == b""
+    endless = await api.head("/api/v1/stream")  # a GET of it never ends: no HEAD
+    assert endless.status_code == 405 and endless.headers["allow"] == "GET"
+    put_only = await api.head("/api/v1/targets/revenue/all/all/month")
+    assert put_only.status_code == 405 and put_only.headers["allow"] == "DELETE, PUT"
 
 
 @pytest.mark.parametrize("method, url, allowed", [
-    ("DELETE", "/api/v1/kpis", "GET"),
+    ("DELETE", "/api/v1/kpis", "GET, HEAD"),
     ("POST", "/api/v1/targets/revenue/all/all/month", "DELETE, PUT"),
-    ("PATCH", "/api/v1/rules/r1", "DELETE, GET, PUT"),
+    ("PATCH", "/api/v1/rules/r1", "DELETE, GET, HEAD, PUT"),
     ("PUT", "/api/v1/events", "POST"),
 ])
 async def test_a_method_a_path_does_not_take_is_405_naming_those_it_takes(api, method, url, allowed):

@@ -11,10 +11,7 @@ from salespulse.api.models import Health
 router = APIRouter(tags=["health"])
 
 
-# Probes take HEAD too (uptime checkers and load balancers often send it; FastAPI's GET routes
-# answer it 405); the document lists GET only.
 @router.get("/healthz", response_model=Health, summary="Liveness")
-@router.head("/healthz", include_in_schema=False)
 async def read_health() -> dict:
     """The process is up (a liveness probe: nothing else is checked)."""
     return {"status": "ok", "checks": {}}
@@ -22,7 +19,6 @@ async def read_health() -> dict:
 
 @router.get("/readyz", response_model=Health, summary="Readiness", responses={
     503: {"model": Health, "description": "Not ready: `checks` says which of kafka, redis, targets is not."}})
-@router.head("/readyz", include_in_schema=False)
 async def read_readiness(request: Request) -> JSONResponse:
     """Ready only when Kafka and Redis answer and the targets have been loaded."""
     state = request.app.state

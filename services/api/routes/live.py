@@ -93,7 +93,6 @@ def _asset(name: str) -> str:
 
 
 @page.get("/", response_class=HTMLResponse)
-@page.head("/")  # uptime checkers
 async def wallboard() -> HTMLResponse:
     return HTMLResponse(_asset("index.html"), headers={"Cache-Control": "no-cache"})
 
