@@ -9,6 +9,9 @@ Layout (prefix `sp:`):
 - `sp:years`                            set of the year buckets with a row (where date windows start).
 - `sp:targets`                          hash, field kpi/by/key/period -> target document.
 - `sp:rules`, `sp:profiles`             hash, name -> alert rule / wallboard profile document.
+- `sp:versions:{targets|rules|profiles}` hash, field -> offset on its compacted topic (one
+  partition) of the document (or deletion) copied last: as `sp:dirv:` for the directory, so an
+  API's copy from the topic and another's write of a later version may land in any order.
 - `sp:copies:loaded`                    set before an API copies targets, rules, profiles and the
   directory from their topics; missing (Redis restarted empty) makes the API copy them again.
 - `sp:alerts:active`                    hash, alert series -> its latest alert event (not resolved).
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import hiredis
@@ -55,8 +59,31 @@ SYNCED = PREFIX + "synced"
 YEARS = PREFIX + "years"
 DIRECTORY = PREFIX + "dir:"
 DIRECTORY_VERSIONS = PREFIX + "dirv:"
+VERSIONS = PREFIX + "versions:"
 WEBHOOK = PREFIX + "wh:"
 VERSION = PREFIX + "version"
+
+
+@dataclass(frozen=True)
+class Copies:
+    """Documents copied from a compacted topic of one partition: `hash`, field -> document,
+    and `versions`, field -> the offset of the document (or deletion) copied last. A copy of an
+    older version is refused, so writers of the same topic (the API that produced a record, an
+    API or worker copying the topic) may land in any order."""
+
+    hash: str
+    versions: str
+
+
+TARGET_COPIES = Copies(TARGETS, VERSIONS + "targets")
+
+
+def document_copies(collection: str) -> Copies:
+    return Copies(PREFIX + collection, VERSIONS + collection)
+
+
+def directory_copies(kind: str) -> Copies:
+    return Copies(f"{DIRECTORY}{kind}", f"{DIRECTORY_VERSIONS}{kind}")
 
 
 def row_hash(row: RowKey) -> str:
@@ -113,15 +140,17 @@ for k = rows + 1, #KEYS do
 end
 return rows
 """
-# Directory records of one kind, each written only if newer than the one copied last: KEYS are
-# the records hash, the versions hash and the version counter; ARGV key, offset, record triples
-# (an empty record: deleted). Returns how many were written.
+# Copies (directory records, targets, rules, profiles), each written only if newer than the one
+# copied last: KEYS are the documents hash, the versions hash and the version counter; ARGV
+# field, offset, document triples (an empty document: deleted). Returns how many were written.
 _WRITE_RECORDS = """
 local written = 0
 for i = 1, #ARGV, 3 do
   local key, offset = ARGV[i], tonumber(ARGV[i + 1])
   local seen = redis.call('HGET', KEYS[2], key)
-  if not seen or tonumber(seen) < offset then
+  seen = seen and tonumber(seen)
+  -- the same version again restores a document the hash lost (its key deleted or evicted alone)
+  if not seen or seen < offset or (seen == offset and ARGV[i + 2] ~= '' and redis.call('HEXISTS', KEYS[1], key) == 0) then
     redis.call('HSET', KEYS[2], key, ARGV[i + 1])
     if ARGV[i + 2] == '' then
       redis.call('HDEL', KEYS[1], key)
@@ -366,16 +395,23 @@ class ReadModel:
         copies what it read, and a worker's copy of an earlier record may arrive after the API's
         of a later one (a record deleted through the API came back until the next copy). How
         many were written."""
-        by_kind: dict[str, list[Any]] = {}
+        by_kind: dict[str, list[tuple[str, Mapping[str, Any] | None, int]]] = {}
         for kind, key, doc, offset in records:
-            by_kind.setdefault(kind, []).extend((key, offset, b"" if doc is None else orjson.dumps(doc)))
-        if not by_kind:
-            return 0
-        pipe = self.redis.pipeline(transaction=False)
-        for kind, args in by_kind.items():
-            await self._write_records(keys=[f"{DIRECTORY}{kind}", f"{DIRECTORY_VERSIONS}{kind}", VERSION], args=args,
-                                      client=pipe)
-        return sum(await pipe.execute())
+            by_kind.setdefault(kind, []).append((key, doc, offset))
+        return await self.write_copies(*((directory_copies(kind), docs) for kind, docs in by_kind.items()))
+
+    async def write_copies(self, *writes: tuple[Copies, Iterable[tuple[str, Mapping[str, Any] | None, int]]]) -> int:
+        """Write each (copies, [(field, document or None to delete, its offset)]) in one round
+        trip, each document only over an older version (Copies). How many were written."""
+        pipe, calls = self.redis.pipeline(transaction=False), 0
+        for copies, docs in writes:
+            args: list[Any] = []
+            for field, doc, offset in docs:
+                args += (field, offset, b"" if doc is None else orjson.dumps(doc))
+            if args:
+                await self._write_records(keys=[copies.hash, copies.versions, VERSION], args=args, client=pipe)
+                calls += 1
+        return sum(await pipe.execute()) if calls else 0
 
     async def replace_records(self, records: Iterable[tuple[str, str, Mapping[str, Any] | None, int]],
                               read_up_to: Mapping[str, int]) -> int:
@@ -391,14 +427,28 @@ class ReadModel:
             records += [(kind, key, None, offset) for key in here if (kind, key) not in known]
         return await self.write_records(records)
 
+    async def replace_copies(self, copies: Copies, docs: Iterable[tuple[str, Mapping[str, Any] | None, int]],
+                             read_up_to: int) -> int:
+        """replace_records for one Copies: `docs` all a reader of its topic read, up to offset
+        `read_up_to` (-1: none)."""
+        docs = list(docs)
+        known = {field for field, _, _ in docs}
+        docs += [(key.decode(), None, read_up_to) for key in await self.redis.hkeys(copies.hash)
+                 if key.decode() not in known]
+        return await self.write_copies((copies, docs))
+
     async def forget_records_from(self, kind: str, end: int) -> bool:
         """Drop every record of `kind` and its offset if any offset is at or past `end`, the end of
         its topic now: those were copied from an earlier topic of that name (deleted and created
         again, its offsets from 0), and would refuse the new one's records. Whether they were."""
-        offsets = await self.redis.hvals(f"{DIRECTORY_VERSIONS}{kind}")
+        return await self.forget_copies_from(directory_copies(kind), end)
+
+    async def forget_copies_from(self, copies: Copies, end: int) -> bool:
+        """forget_records_from for any Copies."""
+        offsets = await self.redis.hvals(copies.versions)
         if not any(int(offset) >= end for offset in offsets):
             return False
-        await self._changing(lambda pipe: pipe.delete(f"{DIRECTORY}{kind}", f"{DIRECTORY_VERSIONS}{kind}"))
+        await self._changing(lambda pipe: pipe.delete(copies.hash, copies.versions))
         return True
 
     async def record(self, kind: str, key: str) -> dict[str, Any] | None:
@@ -411,11 +461,13 @@ class ReadModel:
 
     # --- targets ----------------------------------------------------------------------
 
-    async def put_target(self, tid: TargetId, doc: Mapping[str, Any]) -> None:
-        await self._changing(lambda pipe: pipe.hset(TARGETS, tid.encode(), orjson.dumps(doc)))
+    async def put_target(self, tid: TargetId, doc: Mapping[str, Any], offset: int) -> bool:
+        """Store a target produced at `offset` of kpi.targets, unless a later version is here."""
+        return bool(await self.write_copies((TARGET_COPIES, [(tid.encode(), doc, offset)])))
 
-    async def delete_target(self, tid: TargetId) -> bool:
-        return bool(await self._changing(lambda pipe: pipe.hdel(TARGETS, tid.encode())))
+    async def delete_target(self, tid: TargetId, offset: int) -> bool:
+        """Drop a target deleted at `offset` (its tombstone's), unless a later version is here."""
+        return bool(await self.write_copies((TARGET_COPIES, [(tid.encode(), None, offset)])))
 
     async def target_docs(self) -> dict[TargetId, dict[str, Any]]:
         raw = await self.redis.hgetall(TARGETS)
@@ -434,11 +486,12 @@ class ReadModel:
 
     # --- alert rules and alerts --------------------------------------------------------
 
-    async def put_document(self, collection: str, name: str, doc: Mapping[str, Any]) -> None:
-        await self.redis.hset(PREFIX + collection, name, orjson.dumps(doc))
+    async def put_document(self, collection: str, name: str, doc: Mapping[str, Any], offset: int) -> bool:
+        """Store a rule or profile produced at `offset` of its topic, unless a later version is here."""
+        return bool(await self.write_copies((document_copies(collection), [(name, doc, offset)])))
 
-    async def delete_document(self, collection: str, name: str) -> bool:
-        return bool(await self.redis.hdel(PREFIX + collection, name))
+    async def delete_document(self, collection: str, name: str, offset: int) -> bool:
+        return bool(await self.write_copies((document_copies(collection), [(name, None, offset)])))
 
     async def documents(self, collection: str) -> dict[str, dict[str, Any]]:
         raw = await self.redis.hgetall(PREFIX + collection)

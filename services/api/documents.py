@@ -10,8 +10,9 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from salespulse.api.errors import ApiError
-from salespulse.contracts.topics import KPI_RULES, WALLBOARD_PROFILES, read_compacted
-from salespulse.readmodel import ReadModel
+from salespulse.api.kafka import copy_topic
+from salespulse.contracts.topics import KPI_RULES, WALLBOARD_PROFILES
+from salespulse.readmodel import ReadModel, document_copies
 
 
 @dataclass(frozen=True)
@@ -30,25 +31,19 @@ class Documents:
         return doc
 
     async def put(self, producer: AIOKafkaProducer, readmodel: ReadModel, name: str, doc: dict[str, Any]) -> None:
-        """The topic first: a document acknowledged is durable, Redis only a copy of it."""
-        await producer.send_and_wait(self.topic, orjson.dumps(doc), key=name.encode())
-        await readmodel.put_document(self.collection, name, doc)
+        """The topic first: a document acknowledged is durable, Redis only a copy of it (kept
+        with the record's offset: a copy of an older version landing later does not undo it)."""
+        sent = await producer.send_and_wait(self.topic, orjson.dumps(doc), key=name.encode())
+        await readmodel.put_document(self.collection, name, doc, sent.offset)
 
     async def delete(self, producer: AIOKafkaProducer, readmodel: ReadModel, name: str) -> None:
         await self.get(readmodel, name)  # 404 when there is none
-        await producer.send_and_wait(self.topic, None, key=name.encode())  # tombstone
-        await readmodel.delete_document(self.collection, name)
+        sent = await producer.send_and_wait(self.topic, None, key=name.encode())  # tombstone
+        await readmodel.delete_document(self.collection, name, sent.offset)
 
     async def replay(self, bootstrap_servers: str, readmodel: ReadModel) -> int:
         """Copy the topic into Redis (at start, and what survives a wiped Redis)."""
-
-        async def apply(key: bytes, value: bytes | None) -> None:
-            if value is None:
-                await readmodel.delete_document(self.collection, key.decode())
-            else:
-                await readmodel.put_document(self.collection, key.decode(), orjson.loads(value))
-
-        return await read_compacted(bootstrap_servers, self.topic, apply)
+        return await copy_topic(bootstrap_servers, self.topic, readmodel, document_copies(self.collection))
 
 
 RULES = Documents("rules", KPI_RULES, "rule")

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import orjson
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 
 from salespulse.contracts.directory import DIRECTORY_TOPICS, InvalidRecord, decode_record
-from salespulse.contracts.topics import KPI_TARGETS, read_compacted, read_compacted_records
+from salespulse.contracts.topics import KPI_TARGETS, read_compacted_records
 from salespulse.domain.targets import TargetId
-from salespulse.readmodel import ReadModel
+from salespulse.readmodel import TARGET_COPIES, Copies, ReadModel
 from salespulse.settings import kafka_producer
 
 log = logging.getLogger(__name__)
@@ -33,17 +34,40 @@ async def kafka_answers(producer: AIOKafkaProducer, timeout: float = 3.0) -> boo
         return False
 
 
+async def copy_topic(bootstrap_servers: str, topic: str, readmodel: ReadModel, copies: Copies,
+                     check: Callable[[str], object] = str) -> int:
+    """Make Redis's copies of a compacted topic of one partition (targets, rules, profiles) what
+    the topic holds, each document with its offset (readmodel.Copies): a document written
+    meanwhile by the API, at a later offset, is kept, whichever lands last. `check(key)` raises
+    ValueError for a key that names nothing (logged and left out). Records read."""
+    docs: list[tuple[str, dict | None, int]] = []
+    read_up_to = -1
+
+    async def before(end: dict[int, int]) -> None:
+        nonlocal read_up_to
+        (end_offset,) = end.values()
+        read_up_to = end_offset - 1
+        if await readmodel.forget_copies_from(copies, end_offset):
+            log.warning("Redis held %s documents at offsets %s has not reached (%d): copied from an earlier topic "
+                        "of that name, dropped", copies.hash, topic, end_offset)
+
+    async def apply(record: ConsumerRecord) -> None:
+        key = record.key.decode()
+        try:
+            check(key)
+        except ValueError as exc:
+            log.warning("ignored a record of %s keyed %r: %s", topic, key, exc)
+            return
+        docs.append((key, None if record.value is None else orjson.loads(record.value), record.offset))
+
+    read = await read_compacted_records(bootstrap_servers, topic, apply, before)
+    await readmodel.replace_copies(copies, docs, read_up_to)
+    return read
+
+
 async def replay_targets(bootstrap_servers: str, readmodel: ReadModel) -> int:
     """Copy the compacted kpi.targets topic into Redis (it is the durable copy of targets)."""
-
-    async def apply(key: bytes, value: bytes | None) -> None:
-        tid = TargetId.decode(key.decode())
-        if value is None:
-            await readmodel.delete_target(tid)
-        else:
-            await readmodel.put_target(tid, orjson.loads(value))
-
-    return await read_compacted(bootstrap_servers, KPI_TARGETS, apply)
+    return await copy_topic(bootstrap_servers, KPI_TARGETS, readmodel, TARGET_COPIES, TargetId.decode)
 
 
 async def replay_directory(bootstrap_servers: str, readmodel: ReadModel) -> int:

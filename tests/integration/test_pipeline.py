@@ -322,3 +322,30 @@ async def test_the_processor_counts_outcomes_on_its_metrics_endpoint(api, produc
         assert (figures["salespulse_processor_changelog_records_total"]
                 > figures_before["salespulse_processor_changelog_records_total"])
     await eventually(flushed, timeout=10)
+
+
+async def test_a_copy_of_the_targets_read_before_a_put_does_not_undo_it(api, settings):
+    """An API copies kpi.targets to Redis (at start, or after Redis restarted empty) while a PUT
+    of the same target lands between its read of the topic and its write: the copy, older,
+    must not win. It did: the target stayed at its old value in every reading until the next
+    copy."""
+    from salespulse.api.kafka import replay_targets
+    from salespulse.readmodel import ReadModel
+
+    rep = unique("rep")
+    path = f"/api/v1/targets/revenue/rep/{rep}/month"
+    assert (await api.put(path, json={"target": 100})).status_code == 200
+    readmodel = ReadModel.from_url(settings.redis_url)
+    replace = readmodel.replace_copies
+
+    async def put_meanwhile(copies, docs, read_up_to):
+        assert (await api.put(path, json={"target": 200})).status_code == 200
+        return await replace(copies, docs, read_up_to)
+
+    readmodel.replace_copies = put_meanwhile
+    try:
+        await replay_targets(settings.kafka_bootstrap_servers, readmodel)
+    finally:
+        await readmodel.close()
+    listed = [t["target"] for t in (await api.get("/api/v1/targets")).json() if t["key"] == rep]
+    assert listed == [200.0]

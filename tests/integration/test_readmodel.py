@@ -7,7 +7,7 @@ import redis.asyncio
 
 from salespulse.domain.aggregation import RowKey
 from salespulse.domain.targets import TargetId
-from salespulse.readmodel import SYNCED, ReadModel, _HiredisPacking, connect, row_hash
+from salespulse.readmodel import SYNCED, TARGET_COPIES, ReadModel, _HiredisPacking, connect, row_hash
 from tests.integration.conftest import unique
 
 
@@ -80,7 +80,7 @@ async def test_every_write_a_reading_shows_moves_the_version(redis_url):
     readmodel = ReadModel.from_url(redis_url)
     try:
         row, rep = RowKey("day", "2020-02-04", unique("dim"), "k"), unique("rep")
-        target = TargetId("revenue", "rep", "r", "month")
+        target = TargetId("revenue", "rep", unique("rep"), "month")
         writes = {
             "rows": lambda: readmodel.write_rows([(1, row, {"orders": 1})]),
             "rows dropped": lambda: readmodel.delete_rows([(1, row)]),
@@ -88,14 +88,16 @@ async def test_every_write_a_reading_shows_moves_the_version(redis_url):
             "directory replaced": lambda: readmodel.replace_records([("reps", rep, {"team": "u"}, 2)], {}),
             "directory record": lambda: readmodel.put_record("reps", rep, {"team": "v"}, 3),
             "directory record deleted": lambda: readmodel.delete_record("reps", rep, 4),
-            "target": lambda: readmodel.put_target(target, {"value": "10"}),
-            "target deleted": lambda: readmodel.delete_target(target),
+            "target": lambda: readmodel.put_target(target, {"value": "10"}, 5),
+            "target deleted": lambda: readmodel.delete_target(target, 6),
         }
         for what, write in writes.items():
             before = await readmodel.version()
             await write()
             assert await readmodel.version() == before + 1, what
-        assert await readmodel.delete_target(target) is False  # the write's own answer is kept
+        before = await readmodel.version()
+        assert await readmodel.delete_target(target, 6) is False  # the write's own answer is kept
+        assert await readmodel.version() == before  # nothing written, nothing for readings to see
     finally:
         await readmodel.close()
 
@@ -198,5 +200,54 @@ async def test_replacing_the_directory_keeps_what_was_written_after_the_reader_r
                                                    "newer": {"team": "a"}}
         assert await readmodel.records("products") == {"kept": {"category": "c"}}
         assert await readmodel.put_record("reps", "old", {"team": "a"}, 11)  # a new record after the reader's
+    finally:
+        await readmodel.close()
+
+
+async def test_targets_rules_and_profiles_land_in_any_order_and_the_latest_version_stays(redis_url):
+    """An API copying kpi.targets (at start, or after Redis restarted empty) while another, or
+    the same, takes a PUT of that target: the copy of the older version may land last. Each
+    version is kept with its offset, so the older one is refused, as directory records are."""
+    readmodel = ReadModel.from_url(own_database(redis_url, 9))
+    try:
+        await readmodel.redis.flushdb()
+        tid = TargetId("revenue", "team", "north", "month")
+        assert await readmodel.put_target(tid, {"target": 200}, 12)  # the PUT's
+        assert not await readmodel.put_target(tid, {"target": 100}, 4)  # the copy's, from before it
+        assert await readmodel.target_docs() == {tid: {"target": 200}}
+        assert await readmodel.delete_target(tid, 13)
+        assert not await readmodel.put_target(tid, {"target": 200}, 12)  # a copy read before the deletion
+        assert await readmodel.target_docs() == {}
+        assert await readmodel.put_document("rules", "r1", {"v": 2}, 8)
+        assert not await readmodel.put_document("rules", "r1", {"v": 1}, 7)
+        assert not await readmodel.delete_document("rules", "r1", 6)
+        assert await readmodel.documents("rules") == {"r1": {"v": 2}}
+        assert await readmodel.documents("profiles") == {}  # each collection its own versions
+        assert await readmodel.put_document("profiles", "r1", {"v": 0}, 1)
+        await readmodel.redis.delete("sp:rules")  # lost alone (deleted, or evicted under allkeys-lru)
+        assert await readmodel.put_document("rules", "r1", {"v": 2}, 8)  # the same version copies back
+        assert not await readmodel.put_document("rules", "r1", {"v": 2}, 8)
+        assert await readmodel.documents("rules") == {"r1": {"v": 2}}
+    finally:
+        await readmodel.close()
+
+
+async def test_replacing_copies_of_a_topic_keeps_what_was_written_after_the_reader_read(redis_url):
+    readmodel = ReadModel.from_url(own_database(redis_url, 10))
+    try:
+        await readmodel.redis.flushdb()
+        copies = TARGET_COPIES
+        await readmodel.write_copies((copies, [("old", {"t": 1}, 2), ("newer", {"t": 1}, 20), ("known", {"t": 1}, 4)]))
+        await readmodel.redis.hset(copies.hash, "unversioned", orjson.dumps({"t": 1}))  # an earlier version's
+        await readmodel.replace_copies(copies, [("known", {"t": 2}, 8), ("fresh", {"t": 3}, 9)], read_up_to=10)
+        assert await readmodel.redis.hgetall(copies.hash) == {
+            b"known": b'{"t":2}', b"fresh": b'{"t":3}', b"newer": b'{"t":1}'}
+        # The topic deleted and created again: its offsets start over, those copied from the
+        # earlier one would refuse them; they go.
+        assert not await readmodel.forget_copies_from(copies, 21)
+        assert await readmodel.forget_copies_from(copies, 3)
+        assert await readmodel.redis.hgetall(copies.hash) == {}
+        await readmodel.replace_copies(copies, [], read_up_to=-1)  # an empty topic: nothing to keep
+        assert await readmodel.redis.hgetall(copies.hash) == {}
     finally:
         await readmodel.close()

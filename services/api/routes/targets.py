@@ -65,8 +65,8 @@ async def update_target(kpi: KpiId, by: By, key: KeyPath, period: PeriodPath, bo
     tid = _target_id(kpi, by, key, period)
     doc = {"target": body.target, "alert_at": body.alert_at,
            "updated_at": datetime.now(timezone.utc).isoformat()}
-    await producer.send_and_wait(KPI_TARGETS, orjson.dumps(doc), key=tid.encode().encode())
-    await readmodel.put_target(tid, doc)
+    sent = await producer.send_and_wait(KPI_TARGETS, orjson.dumps(doc), key=tid.encode().encode())
+    await readmodel.put_target(tid, doc, sent.offset)
     return _out(tid, doc)
 
 
@@ -78,6 +78,6 @@ async def delete_target(kpi: KpiId, by: By, key: KeyPath, period: PeriodPath,
     tid = _target_id(kpi, by, key, period)
     if tid not in await readmodel.target_docs():
         raise ApiError(404, "unknown_target", f"no target {tid.encode()}")
-    await producer.send_and_wait(KPI_TARGETS, None, key=tid.encode().encode())  # tombstone
-    await readmodel.delete_target(tid)
+    sent = await producer.send_and_wait(KPI_TARGETS, None, key=tid.encode().encode())  # tombstone
+    await readmodel.delete_target(tid, sent.offset)
     return Response(status_code=204)
