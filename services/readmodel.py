@@ -420,12 +420,16 @@ class ReadModel:
         offset, and `read_up_to`, kind -> the offset of the last record it read. A key here that
         the reader never read was deleted, its tombstone compacted away, unless it was written
         after that offset (by the API, since): those go, these stay. How many were written."""
-        records = list(records)
-        known = {(kind, key) for kind, key, _, _ in records}
-        for kind, offset in read_up_to.items():
-            here = [key.decode() for key in await self.redis.hkeys(f"{DIRECTORY}{kind}")]
-            records += [(kind, key, None, offset) for key in here if (kind, key) not in known]
-        return await self.write_records(records)
+        by_kind: dict[str, list[tuple[str, Mapping[str, Any] | None, int]]] = {kind: [] for kind in read_up_to}
+        for kind, key, doc, offset in records:
+            by_kind.setdefault(kind, []).append((key, doc, offset))
+        written = 0
+        for kind, docs in by_kind.items():
+            if kind in read_up_to:
+                written += await self.replace_copies(directory_copies(kind), docs, read_up_to[kind])
+            else:
+                written += await self.write_copies((directory_copies(kind), docs))
+        return written
 
     async def replace_copies(self, copies: Copies, docs: Iterable[tuple[str, Mapping[str, Any] | None, int]],
                              read_up_to: int) -> int:
