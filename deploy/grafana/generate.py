@@ -81,7 +81,9 @@ DASHBOARDS = {
             (f"histogram_quantile({q}, sum by (le) (rate(salespulse_processor_event_latency_seconds_bucket[5m])))",
              f"p{int(q * 100)}") for q in (0.5, 0.95, 0.99)], "s", width=12),
         panel("Dead-lettered /min", "timeseries", [
-            ('sum by (topic) (rate(salespulse_processor_events_total{outcome="deadlettered"}[5m])) * 60', "{{topic}}")],
+            ('sum by (topic) (rate(salespulse_processor_events_total{outcome="deadlettered"}[5m])) * 60', "{{topic}}"),
+            ("sum by (topic) (rate(salespulse_processor_failed_events_total[5m])) * 60",
+             "{{topic}}: the processor failed on (a bug)")],
               width=12),
         panel("Batch time by phase (share of a worker)", "timeseries", [
             ("sum by (phase) (rate(salespulse_processor_batch_phase_seconds_sum[5m]))", "{{phase}}")],
