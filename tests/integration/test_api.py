@@ -40,6 +40,11 @@ async def test_an_empty_company_total_is_zero_not_missing(api):
     ("/api/v1/kpis/revenue?period=week&at=9999-12-31", 422, "invalid_request"),  # were 500s: the week's
     ("/api/v1/kpis/revenue?period=quarter&at=0001-01-01", 422, "invalid_request"),  # end past date.max
     ("/api/v1/leaderboards/churn_rate?period=year&at=3000-01-01", 422, "invalid_request"),
+    # numbers, which lax dates take as seconds since 1970 (the first was 200 with 1970's figures)
+    ("/api/v1/leaderboards/nps?at=-1.401298464324817e-45", 422, "invalid_request"),
+    ("/api/v1/kpis/revenue?at=1700006400", 422, "invalid_request"),
+    ("/api/v1/kpis/revenue?at=20261207", 422, "invalid_request"),
+    ("/api/v1/kpis/revenue?at=2026-12-07T00:00:00", 422, "invalid_request"),
     ("/api/v1/leaderboards/revenue?limit=0", 422, "invalid_request"),
     ("/api/v1/nothing-here", 404, "not_found"),
 ])

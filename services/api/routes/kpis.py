@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
+from pydantic import BeforeValidator
 
 from salespulse.api.dependencies import ReadingsDep, SettingsDep
 from salespulse.api.models import DIMENSIONS, KPI_IDS, KpiInfo, KpiReading, Leaderboard, Period, errors
@@ -21,8 +23,20 @@ PeriodQuery = Annotated[Period, Query(description="The kind of period: the bucke
 By = Annotated[str, Query(description="Dimension: `all` (company total), `rep`, `team`, `region`, `product`, ... "
                                       "(each KPI lists its own in GET /api/v1/kpis).",
                           max_length=40, json_schema_extra=DIMENSIONS)]
-At = Annotated[date | None, Query(description="A day in the period; today in the business time zone by default.",
-                                   ge=FIRST_DAY, le=LAST_DAY)]
+ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def iso_day(value: object) -> object:
+    """A day is written YYYY-MM-DD. Pydantic's lax dates take a number as seconds since 1970:
+    `at=20261207` read August 1970's figures, 200 and no word of it."""
+    if isinstance(value, str) and not ISO_DAY.fullmatch(value):
+        raise ValueError(f"a day as YYYY-MM-DD, not {value!r}")
+    return value
+
+
+At = Annotated[date | None, BeforeValidator(iso_day),
+               Query(description="A day in the period (YYYY-MM-DD); today in the business time zone by default.",
+                     ge=FIRST_DAY, le=LAST_DAY)]
 
 
 @router.get("/kpis", response_model=list[KpiInfo], summary="List the KPIs")
