@@ -36,7 +36,7 @@ def _when(data: Mapping[str, Any], name: str) -> str | None:
 def parse(body: Any, received_at: datetime) -> list[Parsed]:
     if not isinstance(body, dict):
         raise Malformed("an Aircall webhook is a JSON object with resource, event, timestamp, token and data")
-    event = require(body, "event", "webhook")
+    event = require(body, "event", "webhook", str)
     data = body.get("data")
     if not isinstance(data, dict):
         raise Malformed("webhook: data must be an object")

@@ -92,11 +92,11 @@ def parse(events: list[Mapping[str, Any]], zone: ZoneInfo, received_at: datetime
 
 def _cdr(event: dict[str, str], zone: ZoneInfo, received_at: datetime) -> Change:
     unique = require(event, "UniqueID", "Cdr")
-    disposition = require(event, "Disposition", "Cdr").upper()
+    disposition = require(event, "Disposition", "Cdr", str).upper()
     if disposition not in DISPOSITIONS:
         raise Malformed(f"Cdr: Disposition {disposition!r} is not one of {', '.join(DISPOSITIONS)}")
-    started = _local(require(event, "StartTime", "Cdr"), zone, "Cdr.StartTime")
-    ended = _local(require(event, "EndTime", "Cdr"), zone, "Cdr.EndTime")
+    started = _local(require(event, "StartTime", "Cdr", str), zone, "Cdr.StartTime")
+    ended = _local(require(event, "EndTime", "Cdr", str), zone, "Cdr.EndTime")
     status = DISPOSITIONS[disposition]
     fields: dict[str, Any] = {"started_at": iso(started), "ended_at": iso(ended), "status": status}
     if status == "answered":

@@ -214,11 +214,24 @@ def iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.astimezone(timezone.utc).isoformat()
 
 
-def require(doc: Mapping[str, Any], name: str, where: str) -> Any:
+SCALAR = (str, int, float)
+
+
+def require(doc: Any, name: str, where: str, kind: type | tuple[type, ...] = SCALAR) -> Any:
+    """`doc[name]`, present, not empty and of `kind` (a text, a number by default: never an
+    object, a list or a boolean, which the code after would take for something else)."""
+    if not isinstance(doc, Mapping):
+        raise Malformed(f"{where}: an object was expected")
     value = doc.get(name)
     if value is None or value == "":
         raise Malformed(f"{where}: {name} is missing")
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise Malformed(f"{where}: {name} is not {_kind_name(kind)}: {value!r:.80}")
     return value
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    return "a text" if kind is str else "a text or a number"
 
 
 def epoch(value: Any, where: str, unit: float = 1.0) -> datetime:

@@ -41,7 +41,7 @@ def verify(secret: str, method: str, uri: str, body: bytes, timestamp: str | Non
         return False
     if abs(now.timestamp() * 1000 - int(timestamp)) > MAX_AGE_MS:
         return False  # a replayed request
-    return hmac.compare_digest(signature(secret, method, uri, body, timestamp), header)
+    return hmac.compare_digest(signature(secret, method, uri, body, timestamp).encode(), header.encode())
 
 
 def _property(name: str, value: Any, where: str) -> dict[str, Any] | None:
@@ -75,7 +75,7 @@ def parse(body: Any, received_at: datetime) -> list[Parsed]:
         where = f"event {index}"
         if not isinstance(event, dict):
             raise Malformed(f"{where}: an event is an object")
-        kind = require(event, "subscriptionType", where)
+        kind = require(event, "subscriptionType", where, str)
         object_id = require(event, "objectId", where)
         native_id = f"{event.get('portalId')}:{event.get('subscriptionId')}:{require(event, 'eventId', where)}:{object_id}"
         at = epoch(require(event, "occurredAt", where), f"{where}.occurredAt", unit=1000)
@@ -88,7 +88,7 @@ def parse(body: Any, received_at: datetime) -> list[Parsed]:
         if action == "creation":
             fields = {"created_at": iso(at)}
         else:
-            name = require(event, "propertyName", where)
+            name = require(event, "propertyName", where, str)
             fields = _property(name, event.get("propertyValue"), f"{where}.propertyValue")
             if fields is None:
                 parsed.append(Ignored(native_id, f"deal property {name} is not used by SalesPulse", event))

@@ -63,7 +63,7 @@ def parse(body: Any, received_at: datetime) -> list[Parsed]:
     parsed: list[Parsed] = []
     for payload, message in _payloads(body):
         header = payload["ChangeEventHeader"]
-        change_type = require(header, "changeType", "ChangeEventHeader")
+        change_type = require(header, "changeType", "ChangeEventHeader", str)
         record_ids = header.get("recordIds") or []
         if not isinstance(record_ids, list) or not record_ids:
             raise Malformed("ChangeEventHeader.recordIds: no record id")

@@ -36,7 +36,8 @@ def signature(auth_token: str, url: str, params: Mapping[str, str]) -> str:
 
 
 def verify(auth_token: str, url: str, params: Mapping[str, str], header: str | None) -> bool:
-    return bool(header) and hmac.compare_digest(signature(auth_token, url, params), header)
+    # bytes: compare_digest raises TypeError for a str with non-ASCII characters (a forged header)
+    return bool(header) and hmac.compare_digest(signature(auth_token, url, params).encode(), header.encode())
 
 
 def _time(params: Mapping[str, str], received_at: datetime) -> datetime:

@@ -96,6 +96,11 @@ async def test_twilio_callbacks_count_once_and_bad_signatures_are_refused(hooks,
     assert forged.status_code == 401 and forged.json()["error"]["code"] == "bad_signature"
     assert await metric(hooks, "salespulse_webhook_requests_total", provider="twilio",
                         outcome="unauthorized") == refused + 1
+    for provider, header in (("twilio", "x-twilio-signature"), ("hubspot", "x-hubspot-signature-v3")):
+        # a forged signature that is not ASCII: 500 until hmac.compare_digest was given bytes
+        non_ascii = await hooks.post(f"/api/v1/webhooks/{provider}", content=b"[]", headers={
+            header: "sign\u00e9".encode("latin-1"), "x-hubspot-request-timestamp": str(int(time.time() * 1000))})
+        assert non_ascii.status_code == 401, (provider, non_ascii.text)
     malformed = await post_twilio(hooks, {**completed, "SequenceNumber": "4", "Direction": "sideways"})
     assert malformed.status_code == 422 and "Direction" in malformed.json()["error"]["message"]
     await expect(api, rep, "2025-07-01", {"calls_outbound": 1})
