@@ -102,9 +102,10 @@ class Leaderboard(BaseModel):
 
 
 class TargetIn(BaseModel):
-    target: float = Field(ge=0, le=1e15, allow_inf_nan=False, description="The objective, in the KPI's unit.")
+    # strict: a number, not true (taken for 1) nor "5" (taken as 5)
+    target: float = Field(ge=0, le=1e15, allow_inf_nan=False, strict=True, description="The objective, in the KPI's unit.")
     alert_at: float | None = Field(
-        None, gt=0, le=1000, allow_inf_nan=False,
+        None, gt=0, le=1000, allow_inf_nan=False, strict=True,
         description="Share of pace where anticipation turns to alert (default 0.8 for up-is-good KPIs, 1.2 for down).")
 
 
@@ -210,8 +211,8 @@ class Health(BaseModel):
 
 
 class ThresholdIn(BaseModel):
-    enter: float = Field(allow_inf_nan=False, description="The level is entered at this value or worse.")
-    exit: float | None = Field(None, allow_inf_nan=False,
+    enter: float = Field(allow_inf_nan=False, strict=True, description="The level is entered at this value or worse.")
+    exit: float | None = Field(None, allow_inf_nan=False, strict=True,
                                description="Left only once the value is better than this (default: enter).")
 
 
@@ -225,7 +226,7 @@ class RuleIn(BaseModel):
         "value", description="value; attainment (value / target); pace (value / where it should be by now).")
     levels: dict[Literal["balance", "anticipation", "alert"], ThresholdIn] = Field(
         description="Thresholds per level, on the bad side of the KPI's direction.")
-    for_seconds: float = Field(0, ge=0, le=86_400 * 7, description="How long a harsher level must hold before it fires.")
+    for_seconds: float = Field(0, ge=0, le=86_400 * 7, strict=True, description="How long a harsher level must hold before it fires.")
 
 
 class RuleOut(RuleIn):

@@ -232,7 +232,7 @@ async def put_targets(api, rng: random.Random, tag: str) -> dict[str, Decimal]:
     """A monthly revenue target for each of the dozen reps, set through the API."""
     targets = {f"{tag}-rep-{i}": Decimal(rng.randint(5, 80) * 10_000) for i in range(12)}
     for rep, target in targets.items():
-        response = await api.put(f"/api/v1/targets/revenue/rep/{rep}/month", json={"target": str(target)})
+        response = await api.put(f"/api/v1/targets/revenue/rep/{rep}/month", json={"target": int(target)})
         assert response.status_code == 200, response.text
     return targets
 

@@ -92,6 +92,8 @@ async def test_a_method_a_path_does_not_take_is_405_naming_those_it_takes(api, m
     ("/api/v1/targets/revenue/all/rep-1/month", {"target": 1}, "invalid_key"),
     ("/api/v1/targets/revenue/rep/rep-1/month", {"target": -5}, "invalid_request"),
     ("/api/v1/targets/revenue/rep/rep-1/month", {"target": "lots"}, "invalid_request"),
+    ("/api/v1/targets/revenue/rep/rep-1/month", {"target": True}, "invalid_request"),  # was a target of 1
+    ("/api/v1/targets/revenue/rep/rep-1/month", {"target": "5000"}, "invalid_request"),  # was 5000
     ("/api/v1/targets/nope/rep/rep-1/month", {"target": 1}, "unknown_kpi"),
 ])
 async def test_bad_targets_are_refused(api, path, body, code):
