@@ -33,14 +33,22 @@ from salespulse.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def rule_of(rule_id: str, doc: dict[str, Any]) -> Rule | None:
-    kpi = CATALOG.get(doc.get("kpi"))
+def rule_of(rule_id: str, value: bytes) -> Rule | None:
+    """The rule of a kpi.rules record, or None (logged) if it is not one: anything may write
+    there, not only the API, and one bad record must not stop the alerting service."""
+    try:
+        doc = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        log.warning("rule %s is not JSON (%s): ignored", rule_id, exc)
+        return None
+    kpi_id = doc.get("kpi") if isinstance(doc, dict) else None
+    kpi = CATALOG.get(kpi_id) if isinstance(kpi_id, str) else None
     if kpi is None:
-        log.warning("rule %s watches %r, which is not in the catalog: ignored", rule_id, doc.get("kpi"))
+        log.warning("rule %s watches %r, which is not in the catalog: ignored", rule_id, kpi_id)
         return None
     try:
         return rule_from_doc(rule_id, doc, kpi.direction)
-    except (KeyError, ValueError) as exc:
+    except ValueError as exc:
         log.warning("rule %s is invalid (%s): ignored", rule_id, exc)
         return None
 
@@ -100,8 +108,8 @@ class Evaluator:
         batches = await self._rules_consumer.getmany(timeout_ms=timeout_ms)
         for records in batches.values():
             for record in records:
-                rule_id = record.key.decode()
-                rule = None if record.value is None else rule_of(rule_id, orjson.loads(record.value))
+                rule_id = record.key.decode("utf-8", "replace")
+                rule = None if record.value is None else rule_of(rule_id, record.value)
                 if rule is None:
                     self.rules.pop(rule_id, None)
                 else:

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 LEVELS = ("balance", "anticipation", "alert")  # least severe first
 MEASURES = ("value", "attainment", "pace")
@@ -158,11 +159,37 @@ def measure_of(rule: Rule, value: dict) -> Decimal | None:
     return None if x is None else Decimal(str(x))
 
 
-def rule_from_doc(rule_id: str, doc: dict, direction: str) -> Rule:
-    """A rule from its stored document (as PUT /rules takes it); ValueError says what is wrong."""
+def rule_from_doc(rule_id: str, doc: Any, direction: str) -> Rule:
+    """A rule from its stored document (as PUT /rules takes it); ValueError says what is wrong.
+    kpi.rules may be written by anything, not only the API: any JSON value is told apart."""
+    if not isinstance(doc, dict):
+        raise ValueError("a rule is a JSON object")
+    levels = doc.get("levels") or {}
+    if not isinstance(levels, dict):
+        raise ValueError("levels is an object: level -> {enter, exit}")
     thresholds = {}
-    for level, t in (doc.get("levels") or {}).items():
-        enter = Decimal(str(t["enter"]))
-        thresholds[level] = Threshold(enter, enter if t.get("exit") is None else Decimal(str(t["exit"])))
-    return Rule(rule_id, doc["kpi"], doc.get("by", "all"), doc.get("key", "all"), doc.get("period", "day"),
-                direction, thresholds, doc.get("measure", "value"), float(doc.get("for_seconds", 0)))
+    for level, t in levels.items():
+        if not isinstance(t, dict):
+            raise ValueError(f"levels.{level} is an object with enter and exit")
+        enter = _number(t.get("enter"), f"levels.{level}.enter")
+        thresholds[level] = Threshold(enter, enter if t.get("exit") is None else _number(t["exit"], f"levels.{level}.exit"))
+    texts = {name: doc.get(name, default) for name, default in
+             (("kpi", None), ("by", "all"), ("key", "all"), ("period", "day"), ("measure", "value"))}
+    for name, value in texts.items():
+        if not isinstance(value, str):
+            raise ValueError(f"{name} is a text, not {value!r:.60}")
+    for_seconds = _number(doc.get("for_seconds", 0), "for_seconds")
+    return Rule(rule_id, texts["kpi"], texts["by"], texts["key"], texts["period"], direction, thresholds,
+                texts["measure"], float(for_seconds))
+
+
+def _number(value: Any, name: str) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"{name} is a number, not {value!r:.60}")
+    try:
+        number = Decimal(str(value))
+    except ArithmeticError:
+        raise ValueError(f"{name} is a number, not {value!r:.60}") from None
+    if not number.is_finite():
+        raise ValueError(f"{name} is a finite number, not {value!r:.60}")
+    return number

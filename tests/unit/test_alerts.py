@@ -1,5 +1,6 @@
 """Alert rules: levels, direction, hysteresis and minimum duration."""
 
+import json
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -7,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from salespulse.alerting.evaluator import rule_of
 from salespulse.domain.alerts import Rule, SeriesState, Threshold, step
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)
@@ -92,3 +94,38 @@ def test_a_down_rule_is_the_mirror_of_an_up_rule(xs):
     down = Rule("r", "k", "all", "all", "day", "down", {"anticipation": Threshold(D("-0.5"), D("-0.6")),
                                                          "alert": Threshold(D("-0.3"), D("-0.35"))})
     assert run(up, xs)[1] == run(down, [-x for x in xs])[1]
+
+
+# --- rules as kpi.rules records: anything may write there, not only the API -----------------
+
+VALID_RULE = {"kpi": "win_rate", "by": "team", "key": "*", "period": "month", "measure": "value",
+              "levels": {"anticipation": {"enter": 0.3, "exit": 0.35}, "alert": {"enter": 0.2}}, "for_seconds": 60}
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12)
+    | st.sampled_from(["NaN", "Infinity", "1e999999", "0.3", "win_rate", "*", "alert", "value"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+        st.sampled_from(["kpi", "by", "key", "period", "measure", "levels", "for_seconds", "alert", "anticipation",
+                         "balance", "enter", "exit", "x"]), inner, max_size=4),
+    max_leaves=12)
+
+
+@settings(max_examples=1000)
+@given(st.one_of(JSON_VALUES.map(json.dumps).map(str.encode), st.binary(max_size=40),
+                 st.fixed_dictionaries({}, optional={k: JSON_VALUES for k in VALID_RULE}).map(
+                     lambda d: json.dumps({**VALID_RULE, **d}).encode())))
+def test_a_rules_record_is_a_rule_or_ignored_never_a_crash_of_the_alerting_service(value):
+    """A record of kpi.rules that is not a valid rule (not JSON, not an object, thresholds of the
+    wrong type: TypeError, decimal.InvalidOperation and AttributeError escaped before) is logged
+    and ignored; one that is valid is a rule."""
+    rule = rule_of("r1", value)
+    assert rule is None or isinstance(rule, Rule)
+
+
+def test_a_valid_rules_record_is_its_rule():
+    rule = rule_of("r1", json.dumps(VALID_RULE).encode())
+    assert rule == Rule("r1", "win_rate", "team", "*", "month", "up",
+                        {"anticipation": Threshold(Decimal("0.3"), Decimal("0.35")),
+                         "alert": Threshold(Decimal("0.2"), Decimal("0.2"))}, "value", 60.0)
+    for broken in ({**VALID_RULE, "levels": {"alert": {"enter": "lots"}}}, {**VALID_RULE, "levels": ["alert"]},
+                   {**VALID_RULE, "for_seconds": True}, {**VALID_RULE, "kpi": ["win_rate"]}, [VALID_RULE]):
+        assert rule_of("r1", json.dumps(broken).encode()) is None, broken
