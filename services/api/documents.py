@@ -8,9 +8,11 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaProducer
+from pydantic import BaseModel
 
 from salespulse.api.errors import ApiError
 from salespulse.api.kafka import copy_topic
+from salespulse.api.models import ProfileOut, RuleOut
 from salespulse.contracts.topics import KPI_RULES, WALLBOARD_PROFILES
 from salespulse.readmodel import ReadModel, document_copies
 
@@ -20,6 +22,8 @@ class Documents:
     collection: str  # the Redis hash sp:{collection}
     topic: str
     noun: str  # in error messages
+    model: type[BaseModel]  # what GET serves of a document: one it could not is not copied to Redis
+    name_field: str  # the document's name in `model`
 
     async def all(self, readmodel: ReadModel) -> dict[str, dict[str, Any]]:
         return await readmodel.documents(self.collection)
@@ -43,8 +47,14 @@ class Documents:
 
     async def replay(self, bootstrap_servers: str, readmodel: ReadModel) -> int:
         """Copy the topic into Redis (at start, and what survives a wiped Redis)."""
-        return await copy_topic(bootstrap_servers, self.topic, readmodel, document_copies(self.collection))
+        return await copy_topic(bootstrap_servers, self.topic, readmodel, document_copies(self.collection), self.check)
+
+    def check(self, name: str, doc: Any) -> None:
+        """ValueError unless `doc` is a document GET could serve."""
+        if not isinstance(doc, dict):
+            raise ValueError(f"a {self.noun} is a JSON object")
+        self.model.model_validate({**doc, self.name_field: name})
 
 
-RULES = Documents("rules", KPI_RULES, "rule")
-PROFILES = Documents("profiles", WALLBOARD_PROFILES, "wallboard profile")
+RULES = Documents("rules", KPI_RULES, "rule", RuleOut, "id")
+PROFILES = Documents("profiles", WALLBOARD_PROFILES, "wallboard profile", ProfileOut, "name")

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 
+from salespulse.api.models import TargetIn, TargetOut
 from salespulse.contracts.directory import DIRECTORY_TOPICS, InvalidRecord, decode_record
 from salespulse.contracts.topics import KPI_TARGETS, read_compacted_records
 from salespulse.domain.targets import TargetId
@@ -35,11 +37,15 @@ async def kafka_answers(producer: AIOKafkaProducer, timeout: float = 3.0) -> boo
 
 
 async def copy_topic(bootstrap_servers: str, topic: str, readmodel: ReadModel, copies: Copies,
-                     check: Callable[[str], object] = str) -> int:
+                     check: Callable[[str, Any], object]) -> int:
     """Make Redis's copies of a compacted topic of one partition (targets, rules, profiles) what
     the topic holds, each document with its offset (readmodel.Copies): a document written
-    meanwhile by the API, at a later offset, is kept, whichever lands last. `check(key)` raises
-    ValueError for a key that names nothing (logged and left out). Records read."""
+    meanwhile by the API, at a later offset, is kept, whichever lands last.
+
+    Anything may produce to these topics, not only the API: a record that is not JSON, or that
+    `check(key, document)` refuses (ValueError: a key that names nothing, a document the API's
+    reads could not serve), is logged and left out, as if deleted; once in Redis it would fail
+    every reading that uses it. Records read."""
     docs: list[tuple[str, dict | None, int]] = []
     read_up_to = -1
 
@@ -52,13 +58,15 @@ async def copy_topic(bootstrap_servers: str, topic: str, readmodel: ReadModel, c
                         "of that name, dropped", copies.hash, topic, end_offset)
 
     async def apply(record: ConsumerRecord) -> None:
-        key = record.key.decode()
+        key = record.key.decode("utf-8", "replace")
         try:
-            check(key)
-        except ValueError as exc:
-            log.warning("ignored a record of %s keyed %r: %s", topic, key, exc)
+            doc = None if record.value is None else orjson.loads(record.value)
+            if doc is not None:
+                check(key, doc)
+        except ValueError as exc:  # orjson.JSONDecodeError and pydantic's ValidationError are ValueErrors
+            log.warning("ignored the record of %s at offset %d keyed %r: %s", topic, record.offset, key, exc)
             return
-        docs.append((key, None if record.value is None else orjson.loads(record.value), record.offset))
+        docs.append((key, doc, record.offset))
 
     read = await read_compacted_records(bootstrap_servers, topic, apply, before)
     await readmodel.replace_copies(copies, docs, read_up_to)
@@ -67,7 +75,16 @@ async def copy_topic(bootstrap_servers: str, topic: str, readmodel: ReadModel, c
 
 async def replay_targets(bootstrap_servers: str, readmodel: ReadModel) -> int:
     """Copy the compacted kpi.targets topic into Redis (it is the durable copy of targets)."""
-    return await copy_topic(bootstrap_servers, KPI_TARGETS, readmodel, TARGET_COPIES, TargetId.decode)
+    return await copy_topic(bootstrap_servers, KPI_TARGETS, readmodel, TARGET_COPIES, check_target)
+
+
+def check_target(key: str, doc: Any) -> None:
+    """ValueError unless `key` is a target id and `doc` a target as readings and GET /targets use it."""
+    tid = TargetId.decode(key)
+    if not isinstance(doc, dict):
+        raise ValueError("a target is a JSON object")
+    TargetIn.model_validate(doc)
+    TargetOut.model_validate({"kpi": tid.kpi, "by": tid.by, "key": tid.key, "period": tid.period, **doc})
 
 
 async def replay_directory(bootstrap_servers: str, readmodel: ReadModel) -> int:
