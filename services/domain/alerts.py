@@ -184,12 +184,10 @@ def rule_from_doc(rule_id: str, doc: Any, direction: str) -> Rule:
 
 
 def _number(value: Any, name: str) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+    """A JSON number, as PUT /rules takes it (not a text, not true)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{name} is a number, not {value!r:.60}")
-    try:
-        number = Decimal(str(value))
-    except ArithmeticError:
-        raise ValueError(f"{name} is a number, not {value!r:.60}") from None
+    number = Decimal(str(value))
     if not number.is_finite():
         raise ValueError(f"{name} is a finite number, not {value!r:.60}")
     return number
