@@ -26,6 +26,7 @@ import httpx
 
 from salespulse.settings import Settings, get_settings
 from salespulse.webhooks.asterisk import split_events
+from salespulse.webhooks.core import Malformed
 
 log = logging.getLogger("salespulse.ami")
 
@@ -37,11 +38,16 @@ class LoginRefused(RuntimeError):
     pass
 
 
-async def read_message(reader: asyncio.StreamReader) -> dict[str, str]:
-    """One AMI message (lines up to a blank line)."""
+async def read_messages(reader: asyncio.StreamReader) -> list[dict[str, str]]:
+    """The AMI messages up to the next blank line: one as a rule; none for a stray blank line or
+    lines that are not `Key: Value` (a command's free-text output), which are logged and
+    skipped: one odd message must not stop the connector, whose events AMI does not keep."""
     raw = await reader.readuntil(b"\r\n\r\n")
-    (message,) = split_events(raw.decode("utf-8", "replace"))
-    return message
+    try:
+        return split_events(raw.decode("utf-8", "replace"))
+    except Malformed as exc:
+        log.warning("skipped an AMI message: %s", exc)
+        return []
 
 
 async def login(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, username: str, secret: str) -> None:
@@ -51,11 +57,11 @@ async def login(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, user
                  "Events: cdr,agent\r\n\r\n".encode())
     await writer.drain()
     while True:
-        message = await read_message(reader)
-        if message.get("ActionID") == "salespulse-login" or "Response" in message:
-            if message.get("Response") != "Success":
-                raise LoginRefused(message.get("Message", "login refused"))
-            return
+        for message in await read_messages(reader):
+            if message.get("ActionID") == "salespulse-login" or "Response" in message:
+                if message.get("Response") != "Success":
+                    raise LoginRefused(message.get("Message", "login refused"))
+                return
 
 
 class Forwarder:
@@ -118,10 +124,10 @@ async def follow(settings: Settings, forwarder: Forwarder) -> None:
                     settings.ami_health_file.touch()
                 delay = 0.5
                 while True:
-                    message = await read_message(reader)
-                    if message.get("Event") in FORWARDED:
-                        message.setdefault("Timestamp", f"{time.time():.6f}")
-                        forwarder.queue.put_nowait(message)
+                    for message in await read_messages(reader):
+                        if message.get("Event") in FORWARDED:
+                            message.setdefault("Timestamp", f"{time.time():.6f}")
+                            forwarder.queue.put_nowait(message)
             except LoginRefused as exc:
                 log.error("AMI login refused: %s", exc)
             except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError) as exc:

@@ -59,7 +59,10 @@ async def test_ami_connector_forwards_call_events_across_a_reconnect(settings, a
     abandon = (f"Event: QueueCallerAbandon\r\nPrivilege: agent,all\r\nQueue: {queue}\r\nUniqueid: {unique_id}.2\r\n"
                f"Position: 1\r\nOriginalPosition: 1\r\nHoldTime: 30\r\nTimestamp: 1759831200.000000\r\n\r\n")
     broken = cdr.replace("ANSWERED", "MAYBE").replace(f"{unique_id}.1", f"{unique_id}.9")  # refused: 422
-    pbx = FakePbx([[broken, cdr, noise], [abandon]])
+    # A command's free-text output (no `Key: Value`) and a stray blank line: skipped, the
+    # connector carries on (it stopped on them before, and AMI does not replay events).
+    odd = "Response: Follows\r\nPrivilege: Command\r\nfree text output\r\n--END COMMAND--\r\n\r\n"
+    pbx = FakePbx([[broken, odd, "\r\n\r\n", cdr, noise], [abandon]])
     server = await asyncio.start_server(pbx.handle, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     secrets = {"ASTERISK_WEBHOOK_TOKEN": "ast-token", "ASTERISK_TIMEZONE": "Europe/Paris"}
@@ -74,6 +77,7 @@ async def test_ami_connector_forwards_call_events_across_a_reconnect(settings, a
         assert pbx.logins == 2  # reconnected after the PBX dropped the line
         assert (tmp_path / "logged-in").exists()  # the container healthcheck's file
         assert "Disposition 'MAYBE'" in (tmp_path / "ami.log").read_text()  # refused alone, reported
+        assert "skipped an AMI message: AMI line 'free text output'" in (tmp_path / "ami.log").read_text()
     finally:
         connector.terminate()
         connector.wait(15)
