@@ -20,6 +20,7 @@ from fastapi.responses import Response
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from salespulse.api.admission import Admission
 from salespulse.api.auth import Keyring, RateLimiter, authorize, needed_scope
 from salespulse.api.bodylimit import MIB, BodyLimit
 from salespulse.api.documents import PROFILES, RULES
@@ -158,8 +159,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimit, default=MIB, limits={f"{API_PREFIX}/events": events.MAX_BODY_BYTES,
                                                        f"{API_PREFIX}/webhooks/": webhooks.MAX_BODY_BYTES})
     app.state.keyring = Keyring(settings)
-    app.state.converter = CurrencyConverter(settings.reporting_currency, settings.fx_rates)
-    app.state.retention = Retention(settings.bucket_retention_days, settings.entity_retention_days)
+    app.state.admission = Admission(CurrencyConverter(settings.reporting_currency, settings.fx_rates),
+                                    Retention(settings.bucket_retention_days, settings.entity_retention_days))
     app.state.ingest_limiter = RateLimiter(settings.ingest_rate_limit, settings.ingest_burst)
     install_error_handlers(app)
     app.include_router(kpis.router, prefix=API_PREFIX)

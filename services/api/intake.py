@@ -22,12 +22,10 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from salespulse.api.metrics import WEBHOOK_EVENTS
-from salespulse.contracts.events import InvalidEvent, encode_event, parse_event, route_of
+from salespulse.api.admission import Admission
+from salespulse.contracts.events import InvalidEvent, route_of
 from salespulse.contracts.topics import DEADLETTER
-from salespulse.domain.admission import refusal
 from salespulse.domain.directory import REPS, RepRecord, identity_index
-from salespulse.domain.money import CurrencyConverter
-from salespulse.domain.retention import Retention
 from salespulse.readmodel import ReadModel
 from salespulse.settings import Settings
 from salespulse.webhooks.core import Change, Context, Ignored, Known, Parsed, build, merge
@@ -49,10 +47,8 @@ class Result:
 
 class Intake:
     def __init__(self, settings: Settings, readmodel: ReadModel, producer: AIOKafkaProducer,
-                 converter: CurrencyConverter, retention: Retention) -> None:
-        """`converter` and `retention` as the processor has them (domain.admission)."""
-        self.settings, self.readmodel, self.producer = settings, readmodel, producer
-        self.converter, self.retention = converter, retention
+                 admission: Admission) -> None:
+        self.settings, self.readmodel, self.producer, self.admission = settings, readmodel, producer, admission
         days = settings.entity_retention_days
         self.state_ttl = days * 86400 if days else None  # a call or deal untouched this long is forgotten
 
@@ -96,11 +92,7 @@ class Intake:
         if built.event is None:
             return Result(change.native_id, "held", reason="waiting for " + ", ".join(built.missing)), None
         try:
-            envelope = parse_event(built.event)
-            value = encode_event(built.event)
-            refused = refusal(envelope.data, self.converter, self.retention, datetime.now(timezone.utc))
-            if refused:
-                raise InvalidEvent(refused)
+            envelope, value = self.admission.admit(built.event, datetime.now(timezone.utc))
         except InvalidEvent as exc:
             reason = f"the translated event is invalid: {exc}"
             return (Result(change.native_id, "invalid", reason=reason),

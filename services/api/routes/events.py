@@ -14,8 +14,7 @@ from salespulse.api.dependencies import ProducerDep
 from salespulse.api.errors import ApiError
 from salespulse.api.metrics import INGESTED
 from salespulse.api.models import IngestResult, errors
-from salespulse.contracts.events import InvalidEvent, encode_event, parse_event, route_of
-from salespulse.domain.admission import refusal
+from salespulse.contracts.events import InvalidEvent, route_of
 
 router = APIRouter(prefix="/events", tags=["ingest"])
 
@@ -65,16 +64,13 @@ async def create_events(body: EventsBody, producer: ProducerDep, request: Reques
     if len(docs) > MAX_BATCH:
         raise ApiError(413, "batch_too_large", f"{len(docs)} events; at most {MAX_BATCH} per request")
     limit(request, len(docs))
-    converter, retention, now = request.app.state.converter, request.app.state.retention, datetime.now(timezone.utc)
+    admission, now = request.app.state.admission, datetime.now(timezone.utc)
     envelopes, values, problems = [], [], []
     for index, doc in enumerate(docs):
         try:
-            envelope = parse_event(doc)
-            refused = refusal(envelope.data, converter, retention, now)  # the processor's reasons
-            if refused:
-                raise InvalidEvent(refused)
+            envelope, value = admission.admit(doc, now)
             envelopes.append(envelope)
-            values.append(encode_event(doc))
+            values.append(value)
         except InvalidEvent as exc:
             problems.append({"index": index, "id": doc.get("id") if isinstance(doc, dict) else None,
                              "reason": str(exc)})

@@ -76,8 +76,7 @@ async def receive(provider: ProviderName, request: Request, settings: SettingsDe
         WEBHOOK_REQUESTS.labels(provider, "malformed").inc()
         raise ApiError(422, "malformed_payload", f"{provider}: {exc}") from None
     try:
-        state = request.app.state
-        results = await Intake(settings, readmodel, producer, state.converter, state.retention).take(spec, parsed)
+        results = await Intake(settings, readmodel, producer, request.app.state.admission).take(spec, parsed)
     except (KafkaError, RedisError) as exc:
         WEBHOOK_REQUESTS.labels(provider, "unavailable").inc()
         raise ApiError(503, "unavailable", f"{exc.__class__.__name__}; retry the delivery: it is safe") from None
