@@ -20,11 +20,12 @@ from datetime import datetime, timezone
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from salespulse.alerting import metrics
 from salespulse.api.reading import Readings
-from salespulse.contracts.topics import KPI_ALERTS, KPI_RULES, read_compacted
+from salespulse.alerting.records import alert_of
+from salespulse.contracts.topics import KPI_ALERTS, KPI_RULES, read_compacted_records
 from salespulse.domain.alerts import LEVELS, Change, Rule, SeriesState, measure_of, rule_from_doc, step
 from salespulse.domain.kpis import CATALOG
 from salespulse.readmodel import ReadModel
@@ -122,11 +123,16 @@ class Evaluator:
         """The alert state from the whole kpi.alerts log, into memory and Redis."""
         events: list[dict] = []
 
-        async def collect(key: bytes, value: bytes | None) -> None:
-            if value is not None:
-                events.append(orjson.loads(value))
+        async def collect(record: ConsumerRecord) -> None:
+            if record.value is None and record.key is not None:
+                # A tombstone deletes the series' earlier records, as compaction will.
+                series = record.key.decode("utf-8", "replace")
+                events[:] = [event for event in events if event["series"] != series]
+            event = alert_of(record.offset, record.value)
+            if event is not None:
+                events.append(event)
 
-        await read_compacted(self.settings.kafka_bootstrap_servers, KPI_ALERTS, collect)
+        await read_compacted_records(self.settings.kafka_bootstrap_servers, KPI_ALERTS, collect)
         self.states, self.raised = {}, {}
         for event in events:
             if event["state"] == "resolved":

@@ -191,3 +191,48 @@ def _number(value: Any, name: str) -> Decimal:
     if not number.is_finite():
         raise ValueError(f"{name} is a finite number, not {value!r:.60}")
     return number
+
+
+ALERT_STATES = ("raised", "level_changed", "resolved")
+_ALERT_TEXTS = ("id", "alert_id", "series", "rule", "kpi", "by", "key", "period", "measure", "unit")
+_ALERT_NUMBERS = ("measured", "value", "threshold")  # or null
+_ALERT_MOMENTS = ("at", "raised_at")
+
+
+def alert_event_problem(doc: Any) -> str | None:
+    """What keeps `doc` from being an alert change as the alerting service records it on
+    kpi.alerts (evaluator.alert_event), in words for a log; None if it is one. That topic is
+    open like the others: whatever else lands there must not stop the service restoring its
+    state from it, nor a receiver's deliveries, nor reach GET /alerts."""
+    if not isinstance(doc, dict):
+        return "an alert change is a JSON object"
+    for name in _ALERT_TEXTS:
+        if not isinstance(doc.get(name), str):
+            return f"{name} is a text, not {doc.get(name)!r:.60}"
+    if not isinstance(doc.get("period_start"), (str, type(None))):
+        return f"period_start is a text or null, not {doc['period_start']!r:.60}"
+    for name in _ALERT_NUMBERS:
+        value = doc.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            return f"{name} is a number or null, not {value!r:.60}"
+    for name in _ALERT_MOMENTS:
+        value = doc.get(name)
+        try:
+            moment = datetime.fromisoformat(value) if isinstance(value, str) else None
+        except ValueError:
+            moment = None
+        if moment is None or moment.tzinfo is None:
+            return f"{name} is an ISO 8601 time with its offset, not {value!r:.60}"
+    state, level, previous = doc.get("state"), doc.get("level"), doc.get("previous_level")
+    if state not in ALERT_STATES:
+        return f"state is one of {', '.join(ALERT_STATES)}, not {state!r:.60}"
+    if previous is not None and previous not in LEVELS:
+        return f"previous_level is one of {', '.join(LEVELS)} or null, not {previous!r:.60}"
+    if state == "resolved":
+        if level is not None:
+            return f"a resolved alert has no level, not {level!r:.60}"
+    elif level not in LEVELS:
+        return f"a {state} alert's level is one of {', '.join(LEVELS)}, not {level!r:.60}"
+    elif doc.get("threshold") is None:
+        return f"a {state} alert names the threshold it crossed"
+    return None

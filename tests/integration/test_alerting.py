@@ -19,7 +19,9 @@ import httpx
 import orjson
 import pytest
 import redis.asyncio as redis
+from aiokafka import AIOKafkaProducer
 
+from salespulse.contracts.topics import KPI_ALERTS
 from salespulse.devstack.servers import free_port
 from tests.integration.conftest import (
     AlertingService,
@@ -251,3 +253,47 @@ async def test_an_active_alert_survives_a_restart_and_a_wiped_redis_without_bein
     async def resolved():
         assert await changes() == ["resolved", "raised"]
     await eventually(resolved, timeout=30)
+
+
+async def test_records_of_kpi_alerts_that_are_no_alert_change_are_skipped_not_a_stop(
+        api, alerting, receivers, settings):
+    """kpi.alerts is open like every topic: a tombstone, a record that is not JSON or a change
+    missing its fields must not stop the receivers' deliveries (before: orjson's or a message's
+    KeyError ended the delivery task and the service, which met the same record again at each
+    start) nor the evaluator's restore (before: it could not start)."""
+    webhook, _ = receivers
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        for key, value in [(b"junk/1", b"{not json"), (b"junk/2", None), (b"junk/3", orjson.dumps(["raised"])),
+                           (b"junk/4", orjson.dumps({"series": "junk/4", "state": "raised", "level": "alert"}))]:
+            await producer.send_and_wait(KPI_ALERTS, value, key=key)
+    finally:
+        await producer.stop()
+
+    rep, rule_id = unique("rep"), unique("missed")
+    rule = {"kpi": "calls_missed", "by": "rep", "key": rep, "period": "day", "levels": {"alert": {"enter": 1}}}
+    assert (await api.put(f"/api/v1/rules/{rule_id}", json=rule)).status_code == 200
+    await ingest(api, missed_call(rep, datetime.now(timezone.utc)))
+
+    def delivered() -> list[str]:
+        return [orjson.loads(b)["state"] for _, b in webhook.received if orjson.loads(b).get("rule") == rule_id]
+
+    async def raised_and_delivered():
+        assert delivered() == ["raised"]
+        assert [a["rule"] for a in (await api.get("/api/v1/alerts")).json()].count(rule_id) == 1
+    await eventually(raised_and_delivered, timeout=30)
+
+    alerting.stop()
+    alerting.start()  # restores its state from kpi.alerts, junk included
+    await asyncio.sleep(2)  # several evaluations: the alert is known, not raised again
+    await raised_and_delivered()
+    assert alerting.proc.poll() is None
+    history = await api.get("/api/v1/alerts", params={"state": "all"})  # no junk in Redis to fail it
+    assert history.status_code == 200, history.text
+
+    assert (await api.delete(f"/api/v1/rules/{rule_id}")).status_code == 204
+
+    async def resolved_and_delivered():
+        assert delivered() == ["raised", "resolved"]
+    await eventually(resolved_and_delivered, timeout=30)

@@ -4,12 +4,16 @@ import json
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from salespulse.alerting.evaluator import rule_of
-from salespulse.domain.alerts import Rule, SeriesState, Threshold, step
+from salespulse.alerting.evaluator import alert_event, rule_of
+from salespulse.alerting.notifier import alertmanager_alerts, slack_message, summary
+from salespulse.alerting.records import alert_of
+from salespulse.api.models import AlertOut
+from salespulse.domain.alerts import Change, Rule, SeriesState, Threshold, step
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)
 D = Decimal
@@ -129,3 +133,54 @@ def test_a_valid_rules_record_is_its_rule():
     for broken in ({**VALID_RULE, "levels": {"alert": {"enter": "lots"}}}, {**VALID_RULE, "levels": ["alert"]},
                    {**VALID_RULE, "for_seconds": True}, {**VALID_RULE, "kpi": ["win_rate"]}, [VALID_RULE]):
         assert rule_of("r1", json.dumps(broken).encode()) is None, broken
+
+
+def recorded_change(state: str = "raised") -> dict:
+    """An alert change as the evaluator writes it to kpi.alerts."""
+    rule = win_rate_rule()
+    level, previous = {"raised": ("anticipation", None), "level_changed": ("alert", "anticipation"),
+                       "resolved": (None, "alert")}[state]
+    change = Change(state, level, previous, None if level is None else D("0.3"))
+    return json.loads(orjson.dumps(alert_event(rule, "team-a", change, SeriesState(level, T0), T0,
+                                               {"period_start": "2026-11-01", "unit": "ratio"},
+                                               {"value": 0.25}, D("0.25"), T0 + timedelta(minutes=5))))
+
+
+ALERT_FIELDS = ["id", "alert_id", "series", "rule", "kpi", "by", "key", "period", "period_start", "state", "level",
+                "previous_level", "measure", "measured", "value", "threshold", "unit", "at", "raised_at"]
+ALERT_VALUES = JSON_VALUES | st.sampled_from(
+    ["raised", "level_changed", "resolved", "alert", "anticipation", "2026-11-23T09:00:00", "2026-11-23T09:00:00+00:00",
+     "not a time", 0.3])
+
+
+@settings(max_examples=1000)
+@given(st.one_of(st.sampled_from(["raised", "level_changed", "resolved"]).flatmap(
+                     lambda state: st.fixed_dictionaries({}, optional={k: ALERT_VALUES for k in ALERT_FIELDS}).map(
+                         lambda d: json.dumps({**recorded_change(state), **d}).encode())),
+                 JSON_VALUES.map(json.dumps).map(str.encode), st.binary(max_size=40), st.none()))
+def test_a_kpi_alerts_record_is_an_alert_change_every_reader_can_use_or_is_skipped(value):
+    """kpi.alerts is open: a record the evaluator did not write (a tombstone, not JSON, a field
+    missing or of the wrong type: a KeyError or TypeError in a receiver's message stopped every
+    later delivery, and the evaluator could not restore its state and start) is skipped; one
+    that is taken, every reader of the topic can use: the restore, each receiver, GET /alerts."""
+    event = alert_of(7, value)
+    if event is None:
+        return
+    SeriesState(event["level"], datetime.fromisoformat(event["raised_at"]))
+    summary(event)
+    slack_message(event, "http://wallboard")
+    alertmanager_alerts(event, "http://wallboard")
+    AlertOut.model_validate(event)
+
+
+def test_the_evaluators_changes_are_taken_and_broken_ones_are_not():
+    for state in ("raised", "level_changed", "resolved"):
+        change = recorded_change(state)
+        assert alert_of(1, orjson.dumps(change)) == change
+    good = recorded_change()
+    for broken in ({**good, "level": None}, {**good, "threshold": None}, {**good, "state": "open"},
+                   {**good, "raised_at": "2026-11-23T09:00:00"}, {**good, "by": None}, {**good, "measured": "0.2"},
+                   {**recorded_change("resolved"), "level": "alert"}, {**good, "previous_level": "panic"}):
+        assert alert_of(1, orjson.dumps(broken)) is None, broken
+    assert alert_of(1, None) is None
+    assert alert_of(1, b"{") is None
