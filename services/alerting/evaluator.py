@@ -25,9 +25,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from salespulse.alerting import metrics
 from salespulse.api.reading import Readings
 from salespulse.alerting.records import alert_of
+from salespulse.api.documents import checked_rule
 from salespulse.contracts.topics import KPI_ALERTS, KPI_RULES, read_compacted_records
-from salespulse.domain.alerts import LEVELS, Change, Rule, SeriesState, measure_of, rule_from_doc, step
-from salespulse.domain.kpis import CATALOG
+from salespulse.domain.alerts import LEVELS, Change, Rule, SeriesState, measure_of, step
 from salespulse.readmodel import ReadModel
 from salespulse.settings import Settings
 
@@ -42,13 +42,8 @@ def rule_of(rule_id: str, value: bytes) -> Rule | None:
     except orjson.JSONDecodeError as exc:
         log.warning("rule %s is not JSON (%s): ignored", rule_id, exc)
         return None
-    kpi_id = doc.get("kpi") if isinstance(doc, dict) else None
-    kpi = CATALOG.get(kpi_id) if isinstance(kpi_id, str) else None
-    if kpi is None:
-        log.warning("rule %s watches %r, which is not in the catalog: ignored", rule_id, kpi_id)
-        return None
     try:
-        return rule_from_doc(rule_id, doc, kpi.direction)
+        return checked_rule(rule_id, doc)[1]  # what GET /rules would list: one not listed is not evaluated
     except ValueError as exc:
         log.warning("rule %s is invalid (%s): ignored", rule_id, exc)
         return None

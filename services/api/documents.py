@@ -14,6 +14,8 @@ from salespulse.api.errors import ApiError
 from salespulse.api.kafka import copy_topic
 from salespulse.api.models import ProfileOut, RuleOut
 from salespulse.contracts.topics import KPI_RULES, WALLBOARD_PROFILES
+from salespulse.domain.alerts import Rule, rule_from_doc
+from salespulse.domain.kpis import CATALOG
 from salespulse.readmodel import ReadModel, document_copies
 
 
@@ -56,5 +58,32 @@ class Documents:
         self.model.model_validate({**doc, self.name_field: name})
 
 
-RULES = Documents("rules", KPI_RULES, "rule", RuleOut, "id")
+class RuleDocuments(Documents):
+    def check(self, name: str, doc: Any) -> None:
+        served_rule(name, doc)
+
+
+def served_rule(rule_id: str, doc: Any) -> dict[str, Any]:
+    return checked_rule(rule_id, doc)[0]
+
+
+def checked_rule(rule_id: str, doc: Any) -> tuple[dict[str, Any], Rule]:
+    """A kpi.rules document as GET /rules serves it, and its rule; ValueError (what is wrong) if
+    it is not one.
+
+    The one test of a rule's record for the API's copy and the alerting service alike, so that
+    a rule that is evaluated is listed, and can be deleted: anything may write to kpi.rules.
+    `direction` is always the KPI's (what the evaluator uses, whatever the record says);
+    `updated_at` is null when whatever wrote the record gave none."""
+    if not isinstance(doc, dict):
+        raise ValueError("a rule is a JSON object")
+    kpi = CATALOG.get(doc["kpi"]) if isinstance(doc.get("kpi"), str) else None
+    if kpi is None:
+        raise ValueError(f"the rule watches {doc.get('kpi')!r:.60}, which is not in the catalog")
+    served = {**doc, "id": rule_id, "direction": kpi.direction}
+    RuleOut.model_validate(served)
+    return served, rule_from_doc(rule_id, doc, kpi.direction)  # levels in order, exits on the good side
+
+
+RULES = RuleDocuments("rules", KPI_RULES, "rule", RuleOut, "id")
 PROFILES = Documents("profiles", WALLBOARD_PROFILES, "wallboard profile", ProfileOut, "name")

@@ -231,8 +231,9 @@ class RuleIn(BaseModel):
 
 class RuleOut(RuleIn):
     id: str
-    direction: str
-    updated_at: datetime
+    direction: Literal["up", "down"] = Field(description="The KPI's: whether higher (up) or lower is better.")
+    updated_at: datetime | None = Field(None, description="When the rule was last put through the API; null for a "
+                                                    "rule written to kpi.rules by something else without it.")
 
 
 class AlertOut(BaseModel):

@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 from salespulse.alerting.evaluator import alert_event, rule_of
 from salespulse.alerting.notifier import alertmanager_alerts, slack_message, summary
 from salespulse.alerting.records import alert_of
+from salespulse.api.documents import served_rule
 from salespulse.api.models import AlertOut
+from salespulse.domain.kpis import CATALOG
 from salespulse.domain.alerts import Change, Rule, SeriesState, Threshold, step
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)
@@ -123,6 +125,13 @@ def test_a_rules_record_is_a_rule_or_ignored_never_a_crash_of_the_alerting_servi
     and ignored; one that is valid is a rule."""
     rule = rule_of("r1", value)
     assert rule is None or isinstance(rule, Rule)
+    try:  # the alerting service evaluates exactly the rules GET /rules lists
+        listed = served_rule("r1", orjson.loads(value))
+    except ValueError:
+        listed = None
+    assert (rule is None) == (listed is None)
+    if listed is not None:
+        assert listed["direction"] == rule.direction == CATALOG[rule.kpi].direction
 
 
 def test_a_valid_rules_record_is_its_rule():
@@ -131,7 +140,8 @@ def test_a_valid_rules_record_is_its_rule():
                         {"anticipation": Threshold(Decimal("0.3"), Decimal("0.35")),
                          "alert": Threshold(Decimal("0.2"), Decimal("0.2"))}, "value", 60.0)
     for broken in ({**VALID_RULE, "levels": {"alert": {"enter": "lots"}}}, {**VALID_RULE, "levels": ["alert"]},
-                   {**VALID_RULE, "for_seconds": True}, {**VALID_RULE, "kpi": ["win_rate"]}, [VALID_RULE]):
+                   {**VALID_RULE, "for_seconds": True}, {**VALID_RULE, "kpi": ["win_rate"]}, [VALID_RULE],
+                   {**VALID_RULE, "for_seconds": 86_400 * 30}, {**VALID_RULE, "period": "fortnight"}):
         assert rule_of("r1", json.dumps(broken).encode()) is None, broken
 
 

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query, Response
 
 from salespulse.api.dependencies import ProducerDep, ReadModelDep
-from salespulse.api.documents import RULES
+from salespulse.api.documents import RULES, served_rule
 from salespulse.api.errors import ApiError
 from salespulse.api.models import AlertOut, RuleIn, RuleOut, errors
 from salespulse.api.reading import check_dimension, find_kpi
@@ -41,13 +41,13 @@ def _checked(rule_id: str, body: RuleIn) -> dict:
 @router.get("/rules", response_model=list[RuleOut], responses=errors(503), summary="List the alert rules")
 async def read_rules(readmodel: ReadModelDep) -> list[dict]:
     """Every alert rule, by id."""
-    return [{"id": rule_id, **doc} for rule_id, doc in (await RULES.all(readmodel)).items()]
+    return [served_rule(rule_id, doc) for rule_id, doc in (await RULES.all(readmodel)).items()]
 
 
 @router.get("/rules/{rule_id}", response_model=RuleOut, responses=UNKNOWN_RULE, summary="Read an alert rule")
 async def read_rule(rule_id: RuleId, readmodel: ReadModelDep) -> dict:
     """One alert rule, as it was put, with the KPI's direction and when it last changed."""
-    return {"id": rule_id, **await RULES.get(readmodel, rule_id)}
+    return served_rule(rule_id, await RULES.get(readmodel, rule_id))
 
 
 @router.put("/rules/{rule_id}", response_model=RuleOut, summary="Create or replace an alert rule",
