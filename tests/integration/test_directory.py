@@ -140,3 +140,32 @@ async def test_a_rep_produced_straight_to_its_topic_without_its_optional_fields_
         await asyncio.sleep(0.1)
     assert got.status_code == 200 and got.json()["name"] is None and got.json()["extension"] is None
     assert rep in {r["rep_id"] for r in (await api.get("/api/v1/directory/reps")).json()}
+
+
+async def test_ids_holding_a_slash_can_be_given_a_record_and_a_target(api, producer):
+    """Ids may hold `/` (schemas/ allow anything but control characters): a product `kits/AB-12`
+    is counted, and its record and targets are addressed with the `/` percent-encoded (before,
+    Starlette decoded %2F first, so no route matched: 404)."""
+    rep, product = unique("rep"), f"{unique('kits')}/AB-12"
+    encoded = product.replace("/", "%2F")
+    await send(producer, "sales.deals", f"{rep}-1", cloudevent("deal.changed", {
+        "deal_id": f"{rep}-1", "rep_id": rep, "stage": "won", "amount": 1000, "currency": "EUR",
+        "created_at": "2024-05-01T09:00:00+02:00", "updated_at": "2024-05-02T09:00:00+02:00", "product": product}))
+    await expect(api, product, "2024-05-02", {"deals_won": 1}, by="product", period="day")
+
+    put = await api.put(f"/api/v1/directory/products/{encoded}", json={"category": "kits"})
+    assert put.status_code == 200, put.text
+    assert (await api.get(f"/api/v1/directory/products/{encoded}")).json()["product"] == product
+
+    target = await api.put(f"/api/v1/targets/deals_won/product/{encoded}/2024-05-02", json={"target": 4})
+    assert target.status_code == 200, target.text
+    assert (target.json()["key"], target.json()["period"]) == (product, "2024-05-02")
+    reading = (await api.get("/api/v1/kpis/deals_won", params={"by": "product", "period": "day",
+                                                               "at": "2024-05-02"})).json()
+    assert [(v["value"], v["target"], v["attainment"]) for v in reading["values"] if v["key"] == product] == [
+        (1, 4, 0.25)]
+
+    assert (await api.delete(f"/api/v1/targets/deals_won/product/{encoded}/2024-05-02")).status_code == 204
+    assert (await api.delete(f"/api/v1/directory/products/{encoded}")).status_code == 204
+    empty = await api.put("/api/v1/targets/deals_won/product//day", json={"target": 4})
+    assert empty.status_code == 422, empty.text

@@ -25,7 +25,9 @@ PeriodPath = Annotated[str, Path(
     description="`month` sets the target of every month; `2026-11` (or 2026-11-22, 2026-W47, "
                 "2026-Q4, 2026) sets one bucket's, which wins over the every-bucket target.",
     max_length=20)]
-KeyPath = Annotated[str, Path(description=f"A dimension value, or `{ANY_KEY}` for every value.", max_length=200)]
+KeyPath = Annotated[str, Path(description=f"A dimension value, or `{ANY_KEY}` for every value; a `/` in it is sent "
+                                          "percent-encoded, as `%2F`, like any reserved character.",
+                              min_length=1, max_length=200)]
 
 
 def _target_id(kpi: str, by: str, key: str, period: str) -> TargetId:
@@ -55,7 +57,7 @@ async def read_targets(readmodel: ReadModelDep) -> list[dict]:
     return [_out(tid, doc) for tid, doc in sorted(docs.items(), key=lambda item: item[0].encode())]
 
 
-@router.put("/{kpi}/{by}/{key}/{period}", response_model=TargetOut, summary="Set a target",
+@router.put("/{kpi}/{by}/{key:path}/{period}", response_model=TargetOut, summary="Set a target",
             responses=errors(404, 422, 503, e404="No KPI of that id (`unknown_kpi`)."))
 async def update_target(kpi: KpiId, by: By, key: KeyPath, period: PeriodPath, body: TargetIn,
                         producer: ProducerDep, readmodel: ReadModelDep) -> dict:
@@ -70,7 +72,7 @@ async def update_target(kpi: KpiId, by: By, key: KeyPath, period: PeriodPath, bo
     return _out(tid, doc)
 
 
-@router.delete("/{kpi}/{by}/{key}/{period}", status_code=204, response_class=Response, summary="Remove a target",
+@router.delete("/{kpi}/{by}/{key:path}/{period}", status_code=204, response_class=Response, summary="Remove a target",
                responses=errors(404, 422, 503, e404="No such KPI (`unknown_kpi`) or no such target (`unknown_target`)."))
 async def delete_target(kpi: KpiId, by: By, key: KeyPath, period: PeriodPath,
                         producer: ProducerDep, readmodel: ReadModelDep) -> Response:
