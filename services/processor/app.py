@@ -271,9 +271,10 @@ class Processor:
         self._book: TargetBook | None = None
         self._book_read_at = 0.0
 
-    async def dead_letter(self, message: ConsumerRecord, reason: str) -> list:
+    async def dead_letter(self, message: ConsumerRecord, reason: str, bug: Exception | None = None) -> list:
         """Send the original bytes with the reason; once per source offset, even on replay.
-        Returns the sends to await before the offset is committed."""
+        Returns the sends to await before the offset is committed. `bug`: the exception of the
+        processor's code the event raised (set_apart), logged with its traceback."""
         key = deadletter_key(message.partition, message.topic)
         done = self.table.get(key)
         if done is not None and message.offset <= done["o"]:
@@ -287,16 +288,18 @@ class Processor:
         sent = await self.producer.send(DEADLETTER, message.value, key=message.key, headers=headers)
         written = await self.table.write({key: {"o": message.offset}})
         metrics.EVENTS.labels(message.topic, "deadlettered").inc()
-        log.warning("dead-lettered %s[%s]@%s: %s", message.topic, message.partition, message.offset, reason)
+        if bug is None:
+            log.warning("dead-lettered %s[%s]@%s: %s", message.topic, message.partition, message.offset, reason)
+        else:
+            log.error("dead-lettered %s[%s]@%s, a bug: %s", message.topic, message.partition, message.offset, reason,
+                      exc_info=bug)
         return [sent, *written]
 
     async def set_apart(self, message: ConsumerRecord, exc: Exception, step: str) -> list:
         """Dead-letter an event the processor's code raised on (poison.py), its traceback logged."""
-        log.error("%s[%s]@%s could not be %s, a bug; dead-lettered", message.topic, message.partition,
-                  message.offset, step, exc_info=exc)
         metrics.FAILED_EVENTS.labels(message.topic).inc()
         return await self.dead_letter(message, f"could not be {step}: {type(exc).__name__}: {exc} "
-                                               "(a bug of the processor; its log has the traceback)")
+                                               "(a bug of the processor; its log has the traceback)", bug=exc)
 
     async def handle(self, records: Iterable[ConsumerRecord]) -> None:
         """Apply a batch: its rows are staged for the changelog (durable at the worker's next

@@ -25,7 +25,7 @@ def failed_here(topic: str) -> float:
     return REGISTRY.get_sample_value("salespulse_processor_failed_events_total", {"topic": topic}) or 0.0
 
 
-async def test_an_event_the_code_raises_on_is_dead_lettered_and_the_rest_of_its_batch_counts(own, monkeypatch):
+async def test_an_event_the_code_raises_on_is_dead_lettered_and_the_rest_of_its_batch_counts(own, monkeypatch, caplog):
     settings = own.settings
     day, rep, unlucky = datetime.now(timezone.utc).date().isoformat(), unique("rep"), unique("rep")
     calls = ended_calls(rep, 60, day)
@@ -70,6 +70,9 @@ async def test_an_event_the_code_raises_on_is_dead_lettered_and_the_rest_of_its_
             assert reasons[unlucky_key].startswith("could not be aggregated: KeyError: 'no such measure'")
             assert reasons[undecodable_key].startswith("could not be decoded: RuntimeError: the decoder's bug")
             assert failed_here("sales.calls") - failed_before == 3
+            # Each logged once, with its traceback (before: the traceback, then the dead letter's line).
+            logged = [r for r in caplog.records if "dead-lettered" in r.getMessage()]
+            assert [(r.levelname, r.exc_info is not None) for r in logged] == [("ERROR", True)] * 3
 
             await send_all(settings.kafka_bootstrap_servers, ended_calls(rep, 70, day)[60:])
             await eventually(lambda: counted(api, rep, day, 68), timeout=60)
