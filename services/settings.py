@@ -6,6 +6,7 @@ single-machine stack started by `make run`.
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
@@ -22,6 +23,14 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 PLACEHOLDERS = {"", "changeme", "change-me", "change_me", "placeholder", "secret", "password", "token", "xxx",
                 "todo", "example", "test", "default", "salespulse"}
 MIN_KEY_LENGTH = 16
+
+
+def _currency_code(value: str, name: str) -> str:
+    """An ISO 4217 code, upper-cased: the events' currencies are such codes (schemas/)."""
+    code = value.strip().upper()
+    if not re.fullmatch(r"[A-Z]{3}", code):
+        raise ValueError(f"{name}: {value!r} is not a currency code such as EUR or USD")
+    return code
 
 
 def is_placeholder(value: str) -> bool:
@@ -168,13 +177,28 @@ class Settings(BaseSettings):
     @field_validator("fx_rates", mode="before")
     @classmethod
     def _parse_fx_rates(cls, raw: object) -> object:
+        """{"USD": "0.92"}: each a currency code and a positive rate, a JSON number or a decimal
+        text (a rate of 0 or less would count every amount in it as nothing, or negative)."""
         if isinstance(raw, str):
             import json
 
             raw = json.loads(raw) if raw.strip() else {}
-        if isinstance(raw, dict):
-            return {str(k).upper(): Decimal(str(v)) for k, v in raw.items()}
-        return raw
+        if not isinstance(raw, dict):
+            return raw
+        rates = {}
+        for code, value in raw.items():
+            currency = _currency_code(str(code), "FX_RATES")
+            if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
+                raise ValueError(f"FX_RATES[{code!r}] is a number or a decimal text, not {value!r}")
+            try:
+                rate = Decimal(str(value).strip())
+            except ArithmeticError:
+                raise ValueError(f"FX_RATES[{code!r}] is a number or a decimal text, not {value!r}") from None
+            if not rate.is_finite() or rate <= 0:
+                raise ValueError(f"FX_RATES[{code!r}] must be a positive rate (1 {currency} = rate in the "
+                                 f"reporting currency), not {value!r}")
+            rates[currency] = rate
+        return rates
 
     @field_validator("bucket_retention_days", "webhook_stages", "api_keys", mode="before")
     @classmethod
@@ -242,10 +266,36 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown periods {unknown}; periods are day, week, month, quarter, year")
         return value
 
-    @field_validator("reporting_currency", "webhook_currency")
+    @field_validator("reporting_currency")
     @classmethod
-    def _upper(cls, value: str | None) -> str | None:
-        return value.upper() if value else None
+    def _reporting_currency(cls, value: str) -> str:
+        return _currency_code(value, "REPORTING_CURRENCY")
+
+    @field_validator("webhook_currency")
+    @classmethod
+    def _webhook_currency(cls, value: str | None) -> str | None:
+        return _currency_code(value, "WEBHOOK_CURRENCY") if value else None
+
+    @field_validator("business_timezone", "asterisk_timezone")
+    @classmethod
+    def _time_zone(cls, value: str | None, info) -> str | None:
+        """An IANA time zone (Europe/Paris): period buckets are cut in it, a PBX's times read in it."""
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        if value is None:
+            return None
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{info.field_name.upper()} {value!r} is not an IANA time zone, such as Europe/Paris") from None
+        return value
+
+    @model_validator(mode="after")
+    def _no_rate_for_the_reporting_currency(self) -> "Settings":
+        if self.reporting_currency in self.fx_rates and self.fx_rates[self.reporting_currency] != 1:
+            raise ValueError(f"FX_RATES gives {self.reporting_currency}, the reporting currency, a rate of "
+                             f"{self.fx_rates[self.reporting_currency]}: its amounts are taken as they are")
+        return self
 
     @property
     def development(self) -> bool:
