@@ -276,6 +276,25 @@ class Settings(BaseSettings):
     def _webhook_currency(cls, value: str | None) -> str | None:
         return _currency_code(value, "WEBHOOK_CURRENCY") if value else None
 
+    @field_validator("alert_webhook_url", "slack_webhook_url", "alertmanager_url", "wallboard_url",
+                     "webhook_public_url", "ami_api_url")
+    @classmethod
+    def _http_url(cls, value: str | None, info) -> str | None:
+        """http(s)://host...: a receiver's URL that is not one failed each delivery, retried forever."""
+        from urllib.parse import urlsplit
+
+        if value is None or (not value.strip() and cls.model_fields[info.field_name].default is None):
+            return None  # an optional one left empty (docker-compose's ${SLACK_WEBHOOK_URL:-}) is unset
+        try:
+            parts = urlsplit(value.strip())
+            ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+            parts.port  # noqa: B018 - raises on a port that is not a number or out of range
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError(f"{info.field_name.upper()} {value!r} is not an http(s):// URL with a host")
+        return value.strip()
+
     @field_validator("business_timezone", "asterisk_timezone")
     @classmethod
     def _time_zone(cls, value: str | None, info) -> str | None:

@@ -31,6 +31,12 @@ def settings(**env: str) -> Settings:
     ({"business_timezone": "Mars/Olympus_Mons"}, "is not an IANA time zone"),
     ({"business_timezone": "../../etc/passwd"}, "is not an IANA time zone"),
     ({"asterisk_timezone": "CEST"}, "ASTERISK_TIMEZONE 'CEST' is not an IANA time zone"),
+    # Each delivery to it failed, retried forever with backoff.
+    ({"alert_webhook_url": "hooks.example.com/salespulse", "alert_webhook_secret": "s" * 20},
+     "ALERT_WEBHOOK_URL 'hooks.example.com/salespulse' is not an http"),
+    ({"slack_webhook_url": "htps://hooks.slack.com/services/T0/B0/x"}, "SLACK_WEBHOOK_URL"),
+    ({"alertmanager_url": "http://:9093"}, "ALERTMANAGER_URL"),
+    ({"alertmanager_url": "http://127.0.0.1:99999"}, "ALERTMANAGER_URL"),
 ])
 def test_settings_a_service_would_misread_are_refused_with_what_to_set(env, says):
     with pytest.raises(ValidationError, match=says):
@@ -45,3 +51,7 @@ def test_rates_and_codes_as_people_write_them_are_taken():
     assert (taken.reporting_currency, taken.webhook_currency, taken.business_timezone) == ("EUR", "USD",
                                                                                              "America/New_York")
     assert settings(webhook_currency="").webhook_currency is None
+    assert settings(alertmanager_url=" http://127.0.0.1:9093 ").alertmanager_url == "http://127.0.0.1:9093"
+    assert settings(slack_webhook_url="", webhook_public_url=" ").slack_webhook_url is None  # docker-compose's ${X:-}
+    with pytest.raises(ValidationError, match="WALLBOARD_URL"):
+        settings(wallboard_url="")
