@@ -94,15 +94,28 @@ async def authorize(request: Request,
 
 
 class RateLimiter:
-    """A token bucket per principal: `rate` events a second, up to `burst` at once."""
+    """A token bucket per principal: `rate` events a second, up to `burst` at once.
 
-    def __init__(self, rate: float, burst: int, clock=time.monotonic) -> None:
+    Without API keys a principal is a client address, and there is no end to those: a bucket
+    that has filled up again is as good as none, so such buckets are forgotten whenever the
+    buckets have doubled since they were last pruned (amortised: a pass per as many takes)."""
+
+    def __init__(self, rate: float, burst: int, clock=time.monotonic, prune_above: int = 1024) -> None:
         self.rate, self.burst, self.clock = rate, burst, clock
         self.buckets: dict[str, tuple[float, float]] = {}  # who -> (tokens, as of)
+        self.prune_above = self._floor = prune_above
+
+    def prune(self, now: float) -> None:
+        """Forget the buckets full again by `now`."""
+        self.buckets = {who: (tokens, at) for who, (tokens, at) in self.buckets.items()
+                        if tokens + (now - at) * self.rate < self.burst}
+        self.prune_above = max(self._floor, 2 * len(self.buckets))
 
     def take(self, who: str, count: int) -> float:
         """Take `count` tokens; 0 if granted, else the seconds until they would be."""
         now = self.clock()
+        if len(self.buckets) >= self.prune_above:
+            self.prune(now)
         tokens, at = self.buckets.get(who, (float(self.burst), now))
         tokens = min(float(self.burst), tokens + (now - at) * self.rate)
         if count > tokens:

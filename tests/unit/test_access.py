@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from salespulse.api.auth import Keyring, RateLimiter, needed_scope
@@ -45,6 +47,29 @@ def test_the_rate_limiter_refills_at_its_rate_up_to_its_burst():
     now[0] = 100.0
     assert limiter.take("a", 200) == 0 and limiter.take("a", 1) > 0  # refilled to the burst, no more
     assert limiter.take("a", 201) == float("inf")
+
+
+@settings(max_examples=300)
+@given(st.lists(st.tuples(st.integers(0, 40), st.integers(1, 250), st.floats(0, 3)), max_size=300))
+def test_forgetting_refilled_buckets_changes_no_answer(takes):
+    """Buckets full again are forgotten (a client address each when no key is set: no end to
+    them); a limiter that forgets them answers every take as one that keeps every bucket."""
+    now = [0.0]
+    pruning = RateLimiter(rate=100, burst=200, clock=lambda: now[0], prune_above=4)
+    keeping = RateLimiter(rate=100, burst=200, clock=lambda: now[0], prune_above=10**9)
+    for who, count, wait in takes:
+        now[0] += wait
+        assert pruning.take(f"10.0.0.{who}", count) == pytest.approx(keeping.take(f"10.0.0.{who}", count))
+        assert len(pruning.buckets) <= max(4, 2 * len(keeping.buckets))
+
+
+def test_a_crowd_of_one_time_clients_leaves_no_buckets_behind():
+    now = [0.0]
+    limiter = RateLimiter(rate=100, burst=200, clock=lambda: now[0])
+    for n in range(100_000):  # a new address every millisecond, each sending 10 events once
+        now[0] += 0.001
+        assert limiter.take(f"client-{n}", 10) == 0
+    assert len(limiter.buckets) <= 1024  # before: 100,000, and growing with every address
 
 
 @pytest.mark.parametrize("values", [
