@@ -119,10 +119,6 @@ class Evaluator:
         events: list[dict] = []
 
         async def collect(record: ConsumerRecord) -> None:
-            if record.value is None and record.key is not None:
-                # A tombstone deletes the series' earlier records, as compaction will.
-                series = record.key.decode("utf-8", "replace")
-                events[:] = [event for event in events if event["series"] != series]
             event = alert_of(record.offset, record.value)
             if event is not None:
                 events.append(event)
