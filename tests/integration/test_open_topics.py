@@ -11,6 +11,7 @@ request that read it (a target with a text for its value: every KPI reading, 500
 from __future__ import annotations
 
 import orjson
+import redis.asyncio as redis
 from aiokafka import AIOKafkaProducer
 
 from salespulse.contracts.topics import KPI_RULES, KPI_TARGETS, WALLBOARD_PROFILES
@@ -61,6 +62,15 @@ async def test_records_the_api_could_not_serve_are_left_out_and_the_rest_is_serv
         assert (await api.get("/api/v1/rules/bare")).json()["levels"] == BARE_RULE["levels"]
         assert (await api.delete("/api/v1/rules/bare")).status_code == 204
         assert (await api.get("/api/v1/rules/bare")).status_code == 404
+
+        # A copy an earlier version made may no longer be a rule (its KPI since taken out of the
+        # catalog): left out, not a 500 for every listing.
+        store = redis.from_url(settings.redis_url)
+        await store.hset("sp:rules", "retired", orjson.dumps({**GOOD_RULE, "kpi": "retired_kpi"}))
+        await store.aclose()
+        rules = await api.get("/api/v1/rules")
+        assert rules.status_code == 200 and "retired" not in [r["id"] for r in rules.json()]
+        assert (await api.get("/api/v1/rules/retired")).status_code == 404
         profiles = await api.get("/api/v1/profiles")
         assert profiles.status_code == 200 and [p["name"] for p in profiles.json()] == ["lobby"]
         reading = await api.get("/api/v1/kpis/revenue", params={"by": "rep", "period": "month"})

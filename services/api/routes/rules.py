@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timezone
 from typing import Annotated, Literal
 
@@ -14,6 +15,7 @@ from salespulse.api.models import AlertOut, RuleIn, RuleOut, errors
 from salespulse.api.reading import check_dimension, find_kpi
 from salespulse.domain.alerts import rule_from_doc
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["alerts"])
 UNKNOWN_RULE = errors(404, 422, 503, e404="No rule of that id (`unknown_rule`).")
 
@@ -41,13 +43,27 @@ def _checked(rule_id: str, body: RuleIn) -> dict:
 @router.get("/rules", response_model=list[RuleOut], responses=errors(503), summary="List the alert rules")
 async def read_rules(readmodel: ReadModelDep) -> list[dict]:
     """Every alert rule, by id."""
-    return [served_rule(rule_id, doc) for rule_id, doc in (await RULES.all(readmodel)).items()]
+    return [served for rule_id, doc in (await RULES.all(readmodel)).items()
+            if (served := _served(rule_id, doc)) is not None]
 
 
 @router.get("/rules/{rule_id}", response_model=RuleOut, responses=UNKNOWN_RULE, summary="Read an alert rule")
 async def read_rule(rule_id: RuleId, readmodel: ReadModelDep) -> dict:
     """One alert rule, as it was put, with the KPI's direction and when it last changed."""
-    return served_rule(rule_id, await RULES.get(readmodel, rule_id))
+    served = _served(rule_id, await RULES.get(readmodel, rule_id))
+    if served is None:
+        raise ApiError(404, "unknown_rule", f"no rule {rule_id!r}")
+    return served
+
+
+def _served(rule_id: str, doc: dict) -> dict | None:
+    """A rule of Redis's copy as served, or None: copies are checked as they are made, but one
+    made by an earlier version may no longer be a rule (a KPI since taken out of the catalog)."""
+    try:
+        return served_rule(rule_id, doc)
+    except ValueError as exc:
+        log.warning("rule %s in Redis is not one this version serves (%s): left out", rule_id, exc)
+        return None
 
 
 @router.put("/rules/{rule_id}", response_model=RuleOut, summary="Create or replace an alert rule",
