@@ -488,6 +488,10 @@ class ReadModel:
     async def copies_known(self) -> bool:
         return bool(await self.redis.exists(COPIES_LOADED))
 
+    async def unmark_copies(self) -> None:
+        """A copy that failed midway: the next check makes it again."""
+        await self.redis.delete(COPIES_LOADED)
+
     # --- alert rules and alerts --------------------------------------------------------
 
     async def put_document(self, collection: str, name: str, doc: Mapping[str, Any], offset: int) -> bool:

@@ -90,10 +90,17 @@ async def copy_durable_documents(state) -> tuple[int, int]:
     """Copy targets, rules, profiles and the directory from their compacted topics to Redis:
     (targets, rules and profiles copied, directory records copied)."""
     await state.readmodel.mark_copies_loading()
-    copied = await replay_targets(state.settings.kafka_bootstrap_servers, state.readmodel)
-    for documents in (RULES, PROFILES):
-        copied += await documents.replay(state.settings.kafka_bootstrap_servers, state.readmodel)
-    return copied, await replay_directory(state.settings.kafka_bootstrap_servers, state.readmodel)
+    try:
+        copied = await replay_targets(state.settings.kafka_bootstrap_servers, state.readmodel)
+        for documents in (RULES, PROFILES):
+            copied += await documents.replay(state.settings.kafka_bootstrap_servers, state.readmodel)
+        return copied, await replay_directory(state.settings.kafka_bootstrap_servers, state.readmodel)
+    except BaseException:
+        # The mark says the copies are made: left, a copy that failed midway (Kafka away a
+        # moment) would never be made again, the documents after it missing until a restart.
+        with suppress(Exception):
+            await state.readmodel.unmark_copies()
+        raise
 
 
 async def keep_durable_documents(state) -> None:
