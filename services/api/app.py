@@ -120,6 +120,16 @@ async def keep_durable_documents(state) -> None:
             log.debug("durable documents not checked: %s", exc)
 
 
+def note_route(request: Request) -> None:
+    """The matched route's template (`/api/v1/targets/{kpi}/{by}/{key}/{period}`), for the latency
+    histogram's `route` label: the middleware's scope is not the router's (HeadAsGet copies it),
+    so the route the router notes there never reached it, and every request was `unmatched`."""
+    scope = request.scope
+    context = scope.get("fastapi", {}).get("effective_route_context")  # with the routers' prefixes
+    request.state.route_template = (getattr(context, "path_format", None)
+                                    or getattr(scope.get("route"), "path_format", None))
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     if not settings.development and not (settings.api_keys or settings.wallboard_tokens):
@@ -160,7 +170,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1.0.0",
         description="Live sales KPIs: values per dimension and period, leaderboards, targets, alert rules and alerts, ingest.",
         lifespan=lifespan,
-        dependencies=[Depends(authorize)],
+        dependencies=[Depends(note_route), Depends(authorize)],
     )
     app.add_middleware(HeadAsGet, streams=[f"{API_PREFIX}/stream"])
     app.add_middleware(BodyLimit, default=MIB, limits={f"{API_PREFIX}/events": events.MAX_BODY_BYTES,
@@ -194,9 +204,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.middleware("http")
     async def observe_latency(request: Request, call_next):
         started = time.perf_counter()
+        noted = request.state  # made now, so that the inner scopes' copies share it (note_route)
         response = await call_next(request)
-        route = request.scope.get("route")
-        template = getattr(route, "path", None) or "unmatched"
+        template = getattr(noted, "route_template", None) or "unmatched"
         REQUESTS.labels(template, request.method, f"{response.status_code // 100}xx").observe(
             time.perf_counter() - started)
         return response

@@ -169,3 +169,10 @@ async def test_ids_holding_a_slash_can_be_given_a_record_and_a_target(api, produ
     assert (await api.delete(f"/api/v1/directory/products/{encoded}")).status_code == 204
     empty = await api.put("/api/v1/targets/deals_won/product//day", json={"target": 4})
     assert empty.status_code == 422, empty.text
+    # The latency histogram names the route as the OpenAPI document does, not `{key:path}`.
+    metrics = (await api.get("/metrics")).text
+    assert 'route="/api/v1/targets/{kpi}/{by}/{key}/{period}"' in metrics and "{key:id}" not in metrics
+    # A line break in an id reaches the route, which refuses it (Starlette's `path` stopped there: 404).
+    for path in ("/api/v1/directory/products/a%0Ab", "/api/v1/targets/deals_won/product/a%0Ab/day"):
+        refused = await api.put(path, json={"category": "kits", "target": 4})
+        assert refused.status_code == 422, (path, refused.text)

@@ -15,6 +15,7 @@ import orjson
 from fastapi import APIRouter, Path, Response
 
 from salespulse.api.dependencies import ProducerDep, ReadModelDep
+from salespulse.api import pathids  # noqa: F401 - registers {name:id}
 from salespulse.api.errors import ApiError
 from salespulse.api.models import CustomerIn, CustomerOut, ProductIn, ProductOut, RepIn, RepOut, errors
 from salespulse.contracts.directory import DIRECTORY_TOPICS, InvalidRecord, check_record
@@ -61,13 +62,13 @@ async def read_reps(readmodel: ReadModelDep) -> list[dict]:
     return list((await readmodel.records(REPS)).values())
 
 
-@router.get("/reps/{rep_id:path}", response_model=RepOut, responses=ONE, summary="Read a rep")
+@router.get("/reps/{rep_id:id}", response_model=RepOut, responses=ONE, summary="Read a rep")
 async def read_rep(rep_id: Key, readmodel: ReadModelDep) -> dict:
     """One rep: team and region over time, name, extension, ids in other systems."""
     return await _one(readmodel, REPS, rep_id)
 
 
-@router.put("/reps/{rep_id:path}", response_model=RepOut, summary="Create or move a rep",
+@router.put("/reps/{rep_id:id}", response_model=RepOut, summary="Create or move a rep",
             responses=errors(409, 422, 503, e409="An identity is another rep's already (`identity_taken`)."))
 async def update_rep(rep_id: Key, body: RepIn, producer: ProducerDep, readmodel: ReadModelDep) -> dict:
     """Create a rep, or move one to a team and region from `since` on (history stays put).
@@ -95,7 +96,7 @@ async def update_rep(rep_id: Key, body: RepIn, producer: ProducerDep, readmodel:
     return await _publish(producer, readmodel, REPS, rep_id, record.to_doc())
 
 
-@router.delete("/reps/{rep_id:path}", status_code=204, response_class=Response, responses=ONE, summary="Forget a rep")
+@router.delete("/reps/{rep_id:id}", status_code=204, response_class=Response, responses=ONE, summary="Forget a rep")
 async def delete_rep(rep_id: Key, producer: ProducerDep, readmodel: ReadModelDep) -> Response:
     """Forget a rep: their next events count as `unassigned`; counted ones stay where they are."""
     return await _delete(producer, readmodel, REPS, rep_id)
@@ -107,19 +108,19 @@ async def read_products(readmodel: ReadModelDep) -> list[dict]:
     return list((await readmodel.records(PRODUCTS)).values())
 
 
-@router.get("/products/{product:path}", response_model=ProductOut, responses=ONE, summary="Read a product")
+@router.get("/products/{product:id}", response_model=ProductOut, responses=ONE, summary="Read a product")
 async def read_product(product: Key, readmodel: ReadModelDep) -> dict:
     """One product with its category."""
     return await _one(readmodel, PRODUCTS, product)
 
 
-@router.put("/products/{product:path}", response_model=ProductOut, responses=WRITE, summary="Set a product's category")
+@router.put("/products/{product:id}", response_model=ProductOut, responses=WRITE, summary="Set a product's category")
 async def update_product(product: Key, body: ProductIn, producer: ProducerDep, readmodel: ReadModelDep) -> dict:
     """Set a product's category (orders placed from now on roll up under it)."""
     return await _publish(producer, readmodel, PRODUCTS, product, {"product": product, **body.model_dump()})
 
 
-@router.delete("/products/{product:path}", status_code=204, response_class=Response, responses=ONE,
+@router.delete("/products/{product:id}", status_code=204, response_class=Response, responses=ONE,
                summary="Forget a product")
 async def delete_product(product: Key, producer: ProducerDep, readmodel: ReadModelDep) -> Response:
     """Forget a product: its next orders count under category `unassigned`; counted ones stay."""
@@ -132,13 +133,13 @@ async def read_customers(readmodel: ReadModelDep) -> list[dict]:
     return list((await readmodel.records(CUSTOMERS)).values())
 
 
-@router.get("/customers/{customer_id:path}", response_model=CustomerOut, responses=ONE, summary="Read a customer")
+@router.get("/customers/{customer_id:id}", response_model=CustomerOut, responses=ONE, summary="Read a customer")
 async def read_customer(customer_id: Key, readmodel: ReadModelDep) -> dict:
     """One customer with its sector, region and name."""
     return await _one(readmodel, CUSTOMERS, customer_id)
 
 
-@router.put("/customers/{customer_id:path}", response_model=CustomerOut, responses=WRITE,
+@router.put("/customers/{customer_id:id}", response_model=CustomerOut, responses=WRITE,
             summary="Set a customer's sector")
 async def update_customer(customer_id: Key, body: CustomerIn, producer: ProducerDep,
                           readmodel: ReadModelDep) -> dict:
@@ -147,7 +148,7 @@ async def update_customer(customer_id: Key, body: CustomerIn, producer: Producer
                           {"customer_id": customer_id, **body.model_dump()})
 
 
-@router.delete("/customers/{customer_id:path}", status_code=204, response_class=Response, responses=ONE,
+@router.delete("/customers/{customer_id:id}", status_code=204, response_class=Response, responses=ONE,
                summary="Forget a customer")
 async def delete_customer(customer_id: Key, producer: ProducerDep, readmodel: ReadModelDep) -> Response:
     """Forget a customer: its next events count under sector `unassigned`; counted ones stay."""

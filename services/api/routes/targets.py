@@ -9,6 +9,7 @@ import orjson
 from fastapi import APIRouter, Path, Response
 
 from salespulse.api.dependencies import ProducerDep, ReadModelDep
+from salespulse.api import pathids  # noqa: F401 - registers {name:id}
 from salespulse.api.errors import ApiError
 from salespulse.api.models import DIMENSIONS, KPI_IDS, TargetIn, TargetOut, errors
 from salespulse.api.reading import check_dimension, find_kpi
@@ -27,7 +28,7 @@ PeriodPath = Annotated[str, Path(
     max_length=20)]
 KeyPath = Annotated[str, Path(description=f"A dimension value, or `{ANY_KEY}` for every value; a `/` in it is sent "
                                           "percent-encoded, as `%2F`, like any reserved character.",
-                              min_length=1, max_length=200)]
+                              min_length=1, max_length=200, pattern=r"^[^\x00-\x1f]+$")]  # as schemas/ ids
 
 
 def _target_id(kpi: str, by: str, key: str, period: str) -> TargetId:
@@ -57,7 +58,7 @@ async def read_targets(readmodel: ReadModelDep) -> list[dict]:
     return [_out(tid, doc) for tid, doc in sorted(docs.items(), key=lambda item: item[0].encode())]
 
 
-@router.put("/{kpi}/{by}/{key:path}/{period}", response_model=TargetOut, summary="Set a target",
+@router.put("/{kpi}/{by}/{key:id}/{period}", response_model=TargetOut, summary="Set a target",
             responses=errors(404, 422, 503, e404="No KPI of that id (`unknown_kpi`)."))
 async def update_target(kpi: KpiId, by: By, key: KeyPath, period: PeriodPath, body: TargetIn,
                         producer: ProducerDep, readmodel: ReadModelDep) -> dict:
@@ -72,7 +73,7 @@ async def update_target(kpi: KpiId, by: By, key: KeyPath, period: PeriodPath, bo
     return _out(tid, doc)
 
 
-@router.delete("/{kpi}/{by}/{key:path}/{period}", status_code=204, response_class=Response, summary="Remove a target",
+@router.delete("/{kpi}/{by}/{key:id}/{period}", status_code=204, response_class=Response, summary="Remove a target",
                responses=errors(404, 422, 503, e404="No such KPI (`unknown_kpi`) or no such target (`unknown_target`)."))
 async def delete_target(kpi: KpiId, by: By, key: KeyPath, period: PeriodPath,
                         producer: ProducerDep, readmodel: ReadModelDep) -> Response:
