@@ -161,6 +161,8 @@ class Settings(BaseSettings):
     ami_secret: str | None = None
     ami_api_url: str = "http://127.0.0.1:8000"
     ami_health_file: Path | None = None  # exists while logged into AMI (a container healthcheck)
+    # A Ping action this often; a connection that brings nothing for twice as long is reopened.
+    ami_ping_seconds: float = Field(default=20.0, gt=0, le=3600)
 
     # KPI gauges on the API's /metrics: which KPIs, dimensions and periods (the current bucket),
     # and at most METRICS_MAX_SERIES values per KPI, dimension and period (the best ones).

@@ -12,6 +12,11 @@ API refuses as malformed is logged with the API's reason, and the rest of its ba
 goes through); a lost
 connection to Asterisk is reopened with backoff. AMI keeps no history: events sent while the
 connector is down are not replayed by Asterisk (its CDR backend still has them).
+
+A quiet PBX sends nothing for hours, and a connection whose far end is gone without closing it
+(a PBX host powered off, a NAT or firewall that forgot the flow) reads nothing for ever: so the
+connector sends a Ping action every AMI_PING_SECONDS, which Asterisk answers, and reopens a
+connection that brought nothing, not even that answer, for twice as long.
 """
 
 from __future__ import annotations
@@ -108,6 +113,29 @@ class Forwarder:
             delay = min(delay * 2, self.max_backoff)
 
 
+class Silent(Exception):
+    """The connection brought nothing, not even the answer to a ping, for too long."""
+
+
+async def ping(writer: asyncio.StreamWriter, every: float) -> None:
+    """A Ping action every `every` seconds; a write that fails is left to the reader's timeout."""
+    sent = 0
+    while True:
+        await asyncio.sleep(every)
+        sent += 1
+        writer.write(f"Action: Ping\r\nActionID: salespulse-ping-{sent}\r\n\r\n".encode())
+        with suppress(ConnectionError):
+            await writer.drain()
+
+
+async def heard(reader: asyncio.StreamReader, within: float) -> list[dict[str, str]]:
+    """The next messages, or Silent if none came within `within` seconds."""
+    try:
+        return await asyncio.wait_for(read_messages(reader), within)
+    except asyncio.TimeoutError:
+        raise Silent(f"nothing from AMI for {within:g} s, not even the answer to a ping") from None
+
+
 async def follow(settings: Settings, forwarder: Forwarder) -> None:
     """Stay logged into AMI and queue the call events it sends, reconnecting when needed."""
     delay = 0.5
@@ -117,22 +145,31 @@ async def follow(settings: Settings, forwarder: Forwarder) -> None:
         except OSError as exc:
             log.warning("AMI %s:%s unreachable (%s); retrying in %.1fs", settings.ami_host, settings.ami_port, exc, delay)
         else:
+            pinging = None
             try:
-                await login(reader, writer, settings.ami_username or "", settings.ami_secret or "")
+                await asyncio.wait_for(login(reader, writer, settings.ami_username or "", settings.ami_secret or ""),
+                                       2 * settings.ami_ping_seconds)
                 log.info("logged into AMI as %s", settings.ami_username)
                 if settings.ami_health_file:
                     settings.ami_health_file.touch()
                 delay = 0.5
+                pinging = asyncio.create_task(ping(writer, settings.ami_ping_seconds))
                 while True:
-                    for message in await read_messages(reader):
+                    for message in await heard(reader, 2 * settings.ami_ping_seconds):
                         if message.get("Event") in FORWARDED:
                             message.setdefault("Timestamp", f"{time.time():.6f}")
                             forwarder.queue.put_nowait(message)
             except LoginRefused as exc:
                 log.error("AMI login refused: %s", exc)
+            except asyncio.TimeoutError:
+                log.warning("AMI did not answer the login within %g s; reconnecting", 2 * settings.ami_ping_seconds)
+            except Silent as exc:
+                log.warning("%s; reconnecting", exc)
             except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError) as exc:
                 log.warning("AMI connection lost (%s); reconnecting", exc.__class__.__name__)
             finally:
+                if pinging is not None:
+                    pinging.cancel()
                 if settings.ami_health_file:
                     settings.ami_health_file.unlink(missing_ok=True)
                 writer.close()

@@ -8,6 +8,7 @@ lines); the connector, API, Kafka, processor and Redis are the real ones.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -22,10 +23,12 @@ pytestmark = pytest.mark.usefixtures("processor")
 
 
 class FakePbx:
-    """Accepts logins with the right secret, then sends the events queued for the next session."""
+    """Accepts logins with the right secret, then sends the events queued for the next session
+    and answers pings as Asterisk does; a session of None answers nothing after the login and
+    never closes (a PBX gone without a word: its host powered off, a firewall dropping the flow)."""
 
-    def __init__(self, sessions: list[list[str]]) -> None:
-        self.sessions, self.logins, self.refused = sessions, 0, 0
+    def __init__(self, sessions: list[list[str] | None]) -> None:
+        self.sessions, self.logins, self.refused, self.pings = sessions, 0, 0, 0
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(b"Asterisk Call Manager/7.0.3\r\n")
@@ -38,13 +41,24 @@ class FakePbx:
         self.logins += 1
         writer.write(b"Response: Success\r\nActionID: salespulse-login\r\nMessage: Authentication accepted\r\n\r\n"
                      b"Event: FullyBooted\r\nPrivilege: system,all\r\nStatus: Fully Booted\r\n\r\n")
-        for event in self.sessions.pop(0) if self.sessions else []:
+        session = self.sessions.pop(0) if self.sessions else []
+        if session is None:
+            await reader.read()  # hears everything, says nothing, until the connector leaves
+            return
+        for event in session:
             writer.write(event.encode())
             await writer.drain()
         if self.sessions:  # drop the line: the connector must come back for the rest
             writer.close()
             return
-        await reader.read()  # stay connected until the connector leaves
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:  # until the connector leaves
+                action = (await reader.readuntil(b"\r\n\r\n")).decode()
+                if "Action: Ping" in action:
+                    self.pings += 1
+                    action_id = action.split("ActionID: ")[1].split("\r\n")[0]
+                    writer.write(f"Response: Success\r\nActionID: {action_id}\r\nPing: Pong\r\n"
+                                 f"Timestamp: 1759831200.000000\r\n\r\n".encode())
 
 
 async def test_ami_connector_forwards_call_events_across_a_reconnect(settings, api, tmp_path):
@@ -104,4 +118,38 @@ async def test_ami_connector_reports_a_refused_login(settings, tmp_path):
     finally:
         connector.terminate()
         connector.wait(15)
+        server.close()
+
+
+async def test_ami_connector_reopens_a_connection_that_went_silent(settings, api, tmp_path):
+    """A PBX gone without closing the connection: before, the connector read nothing for ever
+    (and its health file said it was logged in); now its pings go unanswered and it reconnects."""
+    ext, unique_id, rep = "6" + unique("")[-5:], unique("1795"), unique("rep")
+    await api.put(f"/api/v1/directory/reps/{rep}", json={"team": "t", "region": "r", "extension": ext})
+    cdr = (f"Event: Cdr\r\nPrivilege: cdr,all\r\nChannel: PJSIP/{ext}-0001\r\nDestinationChannel: PJSIP/trunk-0002\r\n"
+           f"StartTime: 2025-10-08 10:00:00\r\nAnswerTime: 2025-10-08 10:00:05\r\nEndTime: 2025-10-08 10:01:05\r\n"
+           f"Duration: 65\r\nBillableSeconds: 60\r\nDisposition: ANSWERED\r\nUniqueID: {unique_id}.1\r\n\r\n")
+    pbx = FakePbx([None, [cdr]])
+    server = await asyncio.start_server(pbx.handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    secrets = {"ASTERISK_WEBHOOK_TOKEN": "ast-token", "ASTERISK_TIMEZONE": "Europe/Paris"}
+    api_proc, url = start_api(settings, tmp_path / "api.log", **secrets)
+    env = {**processor_env(settings), **secrets, "AMI_HOST": "127.0.0.1", "AMI_PORT": str(port),
+           "AMI_USERNAME": "salespulse", "AMI_SECRET": "pbx-secret", "AMI_API_URL": url, "AMI_PING_SECONDS": "0.5"}
+    log_path = tmp_path / "ami.log"
+    connector = subprocess.Popen([sys.executable, "-m", "salespulse.ami"], env=env, stdout=log_path.open("wb"),
+                                 stderr=subprocess.STDOUT)
+    try:
+        await expect(api, rep, "2025-10-08", {"calls_outbound": 1, "talk_time": 60}, timeout=60)
+        assert pbx.logins == 2
+        assert "nothing from AMI for 1 s, not even the answer to a ping; reconnecting" in log_path.read_text()
+
+        async def pinging_and_answered():  # a live connection is kept: its pings are answered
+            assert pbx.pings >= 3 and pbx.logins == 2
+        await eventually(pinging_and_answered, timeout=10)
+    finally:
+        connector.terminate()
+        connector.wait(15)
+        api_proc.terminate()
+        api_proc.wait(15)
         server.close()
