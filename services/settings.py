@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     # tokens, also accepted as ?token= (a browser's EventSource cannot send headers).
     api_keys: Annotated[dict[str, ApiKey], NoDecode] = Field(default_factory=dict)
     wallboard_tokens: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Web pages of other origins allowed to call the API from a browser (CORS), comma-separated
+    # (https://intranet.example.com), or `*` for any; none by default. Keys go in headers, not
+    # cookies, so an allowed origin still needs one.
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # POST /events: events per second per key (per client address without keys), and the burst.
     ingest_rate_limit: float = Field(default=2000, gt=0)
     ingest_burst: int = Field(default=5000, ge=1)
@@ -236,7 +240,7 @@ class Settings(BaseSettings):
         return value
 
     @field_validator("metrics_kpis", "metrics_dimensions", "metrics_periods", "wallboard_tokens",
-                     "kpi_updates_skip_dimensions", mode="before")
+                     "kpi_updates_skip_dimensions", "cors_origins", mode="before")
     @classmethod
     def _comma_list(cls, raw: object) -> object:
         if isinstance(raw, str):
@@ -296,6 +300,16 @@ class Settings(BaseSettings):
         if not ok:
             raise ValueError(f"{info.field_name.upper()} {value!r} is not an http(s):// URL with a host")
         return value.strip()
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        """Origins as browsers send them: scheme://host[:port], no path, no trailing slash."""
+        for origin in value:
+            if origin != "*" and not re.fullmatch(r"https?://[^/\s:]+(:\d{1,5})?", origin):
+                raise ValueError(f"CORS_ORIGINS: {origin!r} is not an origin such as https://intranet.example.com "
+                                 "(scheme, host and port only), nor *")
+        return value
 
     @field_validator("business_timezone", "asterisk_timezone")
     @classmethod

@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager, suppress
 from zoneinfo import ZoneInfo
 
 from fastapi import Depends, FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from fastapi_offline import FastAPIOffline
@@ -175,6 +176,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(HeadAsGet, streams=[f"{API_PREFIX}/stream"])
     app.add_middleware(BodyLimit, default=MIB, limits={f"{API_PREFIX}/events": events.MAX_BODY_BYTES,
                                                        f"{API_PREFIX}/webhooks/": webhooks.MAX_BODY_BYTES})
+    if settings.cors_origins:  # around the routes: a browser's preflight carries no key, and needs none
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
+                           allow_methods=["GET", "HEAD", "PUT", "POST", "DELETE"],
+                           allow_headers=["Authorization", "X-API-Key", "Content-Type"],
+                           expose_headers=["Retry-After"], max_age=600)
     app.state.keyring = Keyring(settings)
     app.state.admission = Admission(CurrencyConverter(settings.reporting_currency, settings.fx_rates),
                                     Retention(settings.bucket_retention_days, settings.entity_retention_days))
