@@ -287,3 +287,26 @@ async def test_the_api_documentation_renders_from_the_api_alone(browser, api_ser
     assert any("Set a target" in text for text in texts), texts[:10]
     assert elsewhere == []
     await page.close()
+
+
+async def test_a_page_whose_stream_was_refused_opens_it_again(browser, api_server, producer):
+    """A proxy's 503 while the API restarts behind it: a browser closes an EventSource for good
+    on an answer that is not a stream (it reconnects by itself only after network errors), so
+    the screen said "reconnecting" until someone reloaded it. It opens a new one now."""
+    rep, refused = unique("rep"), []
+
+    async def refuse_twice(route):
+        if len(refused) < 2:
+            refused.append(route.request.url)
+            await route.fulfill(status=503, content_type="text/html", body="<h1>503 Service Unavailable</h1>")
+        else:
+            await route.continue_()
+
+    page = await browser.new_page(viewport={"width": 1920, "height": 1080})
+    await page.route("**/api/v1/stream?*", refuse_twice)
+    await page.goto(f"{api_server['url']}/?board=telephony&rep={rep}&lang=en")
+    await page.wait_for_selector("body[data-connected='true']", timeout=20_000)
+    assert len(refused) == 2
+    await send(producer, "sales.calls", "k1", call(rep))
+    await wait_for_text(page, "calls_outbound", "1")
+    await page.close()

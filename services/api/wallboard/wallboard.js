@@ -100,7 +100,7 @@ const rotateSeconds = Number(params.get("rotate") || (boardNames.length > 1 ? 30
 
 const readings = new Map(); // "kpi:by:period" -> reading
 let activeAlerts = [];
-const seenAlerts = new Set();
+let seenAlerts = new Set(); // "alert_id/level" of the active alerts, each level shown
 let current = 0;
 let rotateTimer = null;
 let teamOf = {}; // rep -> team, region (for leaderboards scoped to a team or region)
@@ -261,11 +261,17 @@ function onAlerts(active) {
   activeAlerts = active;
   // A new alert brings the first board that shows its KPI to the front.
   const fresh = active.filter((a) => !seenAlerts.has(`${a.alert_id}/${a.level}`));
-  active.forEach((a) => seenAlerts.add(`${a.alert_id}/${a.level}`));
+  // Kept for the alerts still active only (a level they went back to is not news): a screen left
+  // on for months must not keep every alert it ever saw (raised again, one has a new alert_id).
+  const ids = new Set(active.map((a) => a.alert_id));
+  seenAlerts = new Set([...seenAlerts, ...active.map((a) => `${a.alert_id}/${a.level}`)]
+    .filter((key) => ids.has(key.slice(0, key.lastIndexOf("/")))));
   const urgent = fresh.find((a) => boardNames.some((b) => BOARDS[b].some((item) => item.kpi === a.kpi)));
   if (urgent) show(boardNames.findIndex((b) => BOARDS[b].some((item) => item.kpi === urgent.kpi)));
   else render();
 }
+
+let reopenDelay = 1000; // ms before a stream closed for good is opened again; doubles to 30 s
 
 function connect() {
   const specs = new Set(boardNames.flatMap((b) => BOARDS[b].map(specOf)));
@@ -275,8 +281,18 @@ function connect() {
     document.body.dataset.connected = String(up);
     document.getElementById("link-text").textContent = up ? TEXT.live : TEXT.offline;
   };
-  source.onopen = () => link(true);
-  source.onerror = () => link(false); // EventSource reconnects by itself; the server resends everything
+  source.onopen = () => { reopenDelay = 1000; link(true); };
+  source.onerror = () => {
+    link(false);
+    // After a network error EventSource reconnects by itself (the server resends everything). An
+    // answer that is not a stream (a proxy's 502 or 503 while the API restarts behind it, a 401)
+    // closes it for good, and a screen on a wall would say "reconnecting" until someone reloads
+    // it: open a new one, backing off.
+    if (source.readyState === EventSource.CLOSED) {
+      setTimeout(connect, reopenDelay);
+      reopenDelay = Math.min(reopenDelay * 2, 30000);
+    }
+  };
   source.addEventListener("kpi", (e) => {
     const { id, reading } = JSON.parse(e.data);
     readings.set(id, reading);
