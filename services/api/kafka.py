@@ -84,7 +84,7 @@ def check_target(key: str, doc: Any) -> None:
     if not isinstance(doc, dict):
         raise ValueError("a target is a JSON object")
     TargetIn.model_validate(doc)
-    TargetOut.model_validate({"kpi": tid.kpi, "by": tid.by, "key": tid.key, "period": tid.period, **doc})
+    TargetOut.model_validate(TargetOut.served(tid, doc))
 
 
 async def replay_directory(bootstrap_servers: str, readmodel: ReadModel) -> int:

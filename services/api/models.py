@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, BaseModel, Field, StringConstraints, field_validator
 
 from salespulse.domain.kpis import CATALOG
+from salespulse.domain.targets import TargetId
 
 Period = Literal["day", "week", "month", "quarter", "year"]
 # The catalog's KPI ids and dimensions, listed in the document (clients and fuzzers see what is
@@ -117,6 +118,11 @@ class TargetOut(BaseModel):
     target: float
     alert_at: float | None
     updated_at: datetime
+
+    @staticmethod
+    def served(tid: TargetId, doc: dict[str, Any]) -> dict[str, Any]:
+        """What GET /targets serves of the target `tid` kept as `doc` (kpi.targets' value)."""
+        return {"kpi": tid.kpi, "by": tid.by, "key": tid.key, "period": tid.period, **doc}
 
 
 Label = Annotated[str, StringConstraints(min_length=1, max_length=200)]

@@ -47,15 +47,11 @@ def _target_id(kpi: str, by: str, key: str, period: str) -> TargetId:
     return TargetId(kpi, by, key, period)
 
 
-def _out(tid: TargetId, doc: dict) -> dict:
-    return {"kpi": tid.kpi, "by": tid.by, "key": tid.key, "period": tid.period, **doc}
-
-
 @router.get("", response_model=list[TargetOut], responses=errors(503), summary="List the targets")
 async def read_targets(readmodel: ReadModelDep) -> list[dict]:
     """Every target set, by KPI, dimension, key and period."""
     docs = await readmodel.target_docs()
-    return [_out(tid, doc) for tid, doc in sorted(docs.items(), key=lambda item: item[0].encode())]
+    return [TargetOut.served(tid, doc) for tid, doc in sorted(docs.items(), key=lambda item: item[0].encode())]
 
 
 @router.put("/{kpi}/{by}/{key:id}/{period}", response_model=TargetOut, summary="Set a target",
@@ -70,7 +66,7 @@ async def update_target(kpi: KpiId, by: By, key: KeyPath, period: PeriodPath, bo
            "updated_at": datetime.now(timezone.utc).isoformat()}
     sent = await producer.send_and_wait(KPI_TARGETS, orjson.dumps(doc), key=tid.encode().encode())
     await readmodel.put_target(tid, doc, sent.offset)
-    return _out(tid, doc)
+    return TargetOut.served(tid, doc)
 
 
 @router.delete("/{kpi}/{by}/{key:id}/{period}", status_code=204, response_class=Response, summary="Remove a target",
