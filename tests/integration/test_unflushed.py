@@ -30,10 +30,10 @@ async def test_a_row_a_killed_worker_copied_to_redis_alone_is_dropped_by_the_nex
     now = datetime.now(timezone.utc)
     created = (now - timedelta(days=10)).isoformat()
     deal_event = {"deal_id": deal, "rep_id": rep, "amount": "1000.00", "currency": "EUR", "created_at": created}
-    lost = cloudevent("deal.changed", {**deal_event, "stage": "lost", "updated_at": (now - timedelta(minutes=2)).isoformat(),
-                                       "closed_at": (now - timedelta(minutes=2)).isoformat()})
+    lost = cloudevent("deal.changed", {**deal_event, "stage": "lost", "updated_at": (now - timedelta(seconds=2)).isoformat(),
+                                       "closed_at": (now - timedelta(seconds=2)).isoformat()})
     reopened = cloudevent("deal.changed", {**deal_event, "stage": "negotiation",
-                                           "updated_at": (now - timedelta(minutes=1)).isoformat()})
+                                           "updated_at": (now - timedelta(seconds=1)).isoformat()})
 
     first = Processor(settings.model_copy(update={"processor_flush_seconds": 60.0}), "worker")
     await first.start()
