@@ -15,6 +15,7 @@ from salespulse.devstack.servers import free_port
 from tests.integration.conftest import (
     AlertingService,
     cloudevent,
+    eventually,
     processor_env,
     send,
     start_api,
@@ -147,20 +148,33 @@ def alerting(settings, tmp_path_factory):
 
 
 async def test_an_alert_brings_its_board_to_the_front(browser, api_server, api, producer, alerting):
-    rep, rule_id = unique("rep"), unique("front")
+    """An alert about the screen's scope brings its board to the front; another rep's does not (it
+    did: a rep's screen turned to the telephony board for any rep's missed calls)."""
+    rep, other, rule_id, others_rule = unique("rep"), unique("rep"), unique("front"), unique("elsewhere")
     rule = {"kpi": "calls_missed", "by": "rep", "key": rep, "period": "day", "levels": {"alert": {"enter": 1}}}
     assert (await api.put(f"/api/v1/rules/{rule_id}", json=rule)).status_code == 200
-    page = await browser.new_page(viewport={"width": 1920, "height": 1080})
-    await page.goto(f"{api_server['url']}/?boards=sales,leaders,telephony&rotate=600&rep={rep}")
-    await page.wait_for_selector("body[data-connected='true']")
-    assert await page.get_attribute("body", "data-board") == "sales"
+    assert (await api.put(f"/api/v1/rules/{others_rule}", json={**rule, "key": other})).status_code == 200
+    try:
+        await send(producer, "sales.calls", "k0", call(other, status="missed", direction="inbound"))
+        await eventually(lambda: alert_active(api, others_rule), timeout=30)
+        page = await browser.new_page(viewport={"width": 1920, "height": 1080})
+        await page.goto(f"{api_server['url']}/?boards=sales,leaders,telephony&rotate=600&rep={rep}")
+        await page.wait_for_selector("body[data-connected='true']")
+        await page.wait_for_timeout(1500)  # the active alerts came with the stream's first events
+        assert await page.get_attribute("body", "data-board") == "sales"
 
-    await send(producer, "sales.calls", "k1", call(rep, status="missed", direction="inbound"))
-    await page.wait_for_function("document.body.dataset.board === 'telephony'", timeout=20_000)
-    await page.wait_for_selector('.kind-tile.alerting[data-kpi="calls_missed"]')
-    assert rep in await page.locator("footer").inner_text()
-    assert (await api.delete(f"/api/v1/rules/{rule_id}")).status_code == 204
-    await page.close()
+        await send(producer, "sales.calls", "k1", call(rep, status="missed", direction="inbound"))
+        await page.wait_for_function("document.body.dataset.board === 'telephony'", timeout=20_000)
+        await page.wait_for_selector('.kind-tile.alerting[data-kpi="calls_missed"]')
+        assert rep in await page.locator("footer").inner_text()
+        await page.close()
+    finally:
+        for rule in (rule_id, others_rule):
+            assert (await api.delete(f"/api/v1/rules/{rule}")).status_code == 204
+
+
+async def alert_active(api, rule_id: str) -> None:
+    assert rule_id in [a["rule"] for a in (await api.get("/api/v1/alerts")).json()]
 
 
 @pytest.mark.parametrize("width, height", [(1920, 1080), (1280, 720)])

@@ -163,12 +163,18 @@ function fitValues(root) {
   }
 }
 
+// Whether an alert is about what this screen shows: any on a company screen; on a screen scoped
+// to a rep or a team, the company's and its own.
+function concerns(alert) {
+  return scopeBy === "all" || alert.by === "all" || (alert.by === scopeBy && alert.key === scopeKey);
+}
+
 function renderItem(item) {
   const reading = readings.get(specOf(item));
   const tile = el("section", { class: `tile kind-${item.kind} ${item.cls || ""}`, "data-kpi": item.kpi, "data-spec": specOf(item) });
   const title = `${TEXT[item.label || item.kpi] || item.kpi} · ${TEXT[periodOf(item)] || periodOf(item)}`;
   tile.append(el("h2", {}, title));
-  if (activeAlerts.some((a) => a.kpi === item.kpi && (a.by === "all" || a.key === scopeKey || scopeBy === "all"))) {
+  if (activeAlerts.some((a) => a.kpi === item.kpi && concerns(a))) {
     tile.classList.add("alerting");
   }
   if (item.kind === "tile") renderTile(tile, reading);
@@ -259,14 +265,15 @@ function show(index) {
 
 function onAlerts(active) {
   activeAlerts = active;
-  // A new alert brings the first board that shows its KPI to the front.
+  // A new alert about this screen's scope brings the first board that shows its KPI to the front
+  // (another rep's missed calls do not turn a rep's screen to the telephony board).
   const fresh = active.filter((a) => !seenAlerts.has(`${a.alert_id}/${a.level}`));
   // Kept for the alerts still active only (a level they went back to is not news): a screen left
   // on for months must not keep every alert it ever saw (raised again, one has a new alert_id).
   const ids = new Set(active.map((a) => a.alert_id));
   seenAlerts = new Set([...seenAlerts, ...active.map((a) => `${a.alert_id}/${a.level}`)]
     .filter((key) => ids.has(key.slice(0, key.lastIndexOf("/")))));
-  const urgent = fresh.find((a) => boardNames.some((b) => BOARDS[b].some((item) => item.kpi === a.kpi)));
+  const urgent = fresh.find((a) => concerns(a) && boardNames.some((b) => BOARDS[b].some((item) => item.kpi === a.kpi)));
   if (urgent) show(boardNames.findIndex((b) => BOARDS[b].some((item) => item.kpi === urgent.kpi)));
   else render();
 }
